@@ -339,6 +339,13 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def _drop_empty_notes(err: SpiffWorkflowException) -> None:
+    """Remove the ``None`` note SpiffWorkflow adds for some NameErrors."""
+    # Its "did you mean" hint returns None for a NameError worded otherwise
+    # than "name 'x' is not defined", and str() of the exception then fails.
+    err.notes = [note for note in err.notes if note]
+
+
 class RestrictedEnvironment(TaskDataEnvironment):
     """Run scripts and expressions against task data inside the sandbox.
 
@@ -487,11 +494,13 @@ class RestrictedScriptEngine(PythonScriptEngine):
             err.add_note(f"Error evaluating expression '{expression}'")
             raise
         except Exception as err:
-            raise WorkflowTaskException(
+            wrapped = WorkflowTaskException(
                 f"Error evaluating expression '{expression}': {_describe(err)}",
                 task=task,
                 exception=err,
-            ) from err
+            )
+            _drop_empty_notes(wrapped)
+            raise wrapped from err
 
     def create_task_exec_exception(
         self, task: Any, script: str, err: Exception
@@ -514,4 +523,5 @@ class RestrictedScriptEngine(PythonScriptEngine):
             error_line=error_line,
         )
         wrapped.__cause__ = err
+        _drop_empty_notes(wrapped)
         return wrapped
