@@ -40,7 +40,7 @@ from RestrictedPython.Guards import (
     full_write_guard,
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
-    safer_getattr,
+    safer_getattr_raise,
 )
 from RestrictedPython.transformer import IOPERATOR_TO_STR
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
@@ -137,7 +137,9 @@ def _apply(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 # unpacking into calls of these names. They go into the globals of every run,
 # after the task data, so a data field cannot replace a guard.
 _GUARDS: dict[str, Any] = {
-    "_getattr_": safer_getattr,
+    # The plain safer_getattr answers None for a missing attribute, which
+    # turns a designer's typo into a puzzling error further on.
+    "_getattr_": safer_getattr_raise,
     "_getitem_": operator.getitem,
     "_getiter_": iter,
     "_write_": full_write_guard,

@@ -171,13 +171,15 @@ def test_task_data_cannot_replace_a_guard() -> None:
 
 def test_compiled_code_is_reused_and_the_cache_is_bounded() -> None:
     environment = RestrictedEnvironment(cache_size=2)
-
     first = environment.compile("a + 1", "eval")
+    second = environment.compile("a + 2", "eval")
+
     assert environment.compile("  a + 1\n", "eval") is first
-    environment.compile("a + 2", "eval")
     environment.compile("a + 3", "eval")
 
-    assert environment.compile("a + 1", "eval") is not first
+    # "a + 1" was used last, so "a + 2" made room for "a + 3".
+    assert environment.compile("a + 1", "eval") is first
+    assert environment.compile("a + 2", "eval") is not second
 
 
 def test_refusals_are_cached_and_raised_every_time() -> None:
@@ -496,6 +498,18 @@ def test_error_with_a_non_text_argument_is_reported() -> None:
         workflow.do_engine_steps()
 
     assert str(caught.value).startswith("KeyError: 5 (line 2: 'x = d[5]')")
+
+
+def test_misspelt_attribute_is_reported_as_missing() -> None:
+    workflow = _run_script_workflow("label = kind.lowr()")
+
+    with pytest.raises(WorkflowTaskException) as caught:
+        workflow.do_engine_steps()
+
+    assert str(caught.value).startswith(
+        "AttributeError: 'str' object has no attribute 'lowr' "
+        "(line 1: 'label = kind.lowr()')"
+    )
 
 
 def test_designer_can_raise_an_error_with_a_message() -> None:
