@@ -775,3 +775,50 @@ def test_decision_table_cell_cannot_escape() -> None:
         'Line 1: "__class__" is an invalid attribute name because it starts '
         'with "_".'
     )
+
+
+TIMER_AND_LOOP_PROCESS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions {ns} id="defs">
+  <bpmn:process id="looped" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="pause" />
+    <bpmn:intermediateCatchEvent id="pause">
+      <bpmn:timerEventDefinition id="pause_timer">
+        <bpmn:timeDuration xsi:type="bpmn:tFormalExpression">
+          f"PT{{seconds}}S"
+        </bpmn:timeDuration>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="pause" targetRef="each" />
+    <bpmn:scriptTask id="each" scriptFormat="python">
+      <bpmn:multiInstanceLoopCharacteristics isSequential="true">
+        <bpmn:loopCardinality>len(items) + 1</bpmn:loopCardinality>
+        <bpmn:completionCondition>rounds &gt;= 2</bpmn:completionCondition>
+      </bpmn:multiInstanceLoopCharacteristics>
+      <bpmn:script>rounds = rounds + 1</bpmn:script>
+    </bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="each" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_timer_and_multi_instance_expressions_run_in_the_sandbox() -> None:
+    parser = _parse_process(TIMER_AND_LOOP_PROCESS.format(ns=BPMN_NS))
+    workflow = BpmnWorkflow(
+        parser.get_spec("looped"), script_engine=RestrictedScriptEngine()
+    )
+    workflow.get_next_task(spec_name="start").set_data(
+        items=[1, 2], seconds=0, rounds=0
+    )
+
+    workflow.do_engine_steps()
+    workflow.refresh_waiting_tasks()
+    workflow.do_engine_steps()
+
+    assert workflow.is_completed()
+    loop = workflow.get_next_task(spec_name="each", state=TaskState.COMPLETED)
+    assert loop.internal_data["cardinality"] == 3
+    children = workflow.get_tasks(spec_name="each [child]", state=TaskState.COMPLETED)
+    assert len(children) == 2
