@@ -235,7 +235,7 @@ class DiagramScriptPolicy(RestrictingNodeTransformer):
         return super().visit_Name(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        """Refuse ``.format()`` and ``.format_map()`` of strings up front."""
+        """Refuse ``.format()`` and ``.format_map()``, whatever the object."""
         if node.attr in ("format", "format_map"):
             # A format string can walk attributes ("{0.__class__}") that the
             # attribute guard never sees.
@@ -299,16 +299,20 @@ def _first_line_number(problems: list[str]) -> int:
 def _normalise(source: str, mode: Mode) -> str:
     """Strip the whitespace around an expression, as ``eval`` would."""
     # Diagram XML often wraps a condition in newlines and indentation, which
-    # the builtin eval tolerates but ast.parse does not.
+    # would otherwise be an "unexpected indent".
     return source.strip() if mode == "eval" else source
 
 
 def _compile(source: str, mode: Mode) -> tuple[CodeType | None, list[str]]:
     """Compile source under the sandbox policy; return the code or problems."""
+    if mode == "eval" and not source:
+        return None, ["Line 1: syntax error: the expression is empty"]
+
     try:
         tree = ast.parse(source, "<string>", mode)
     except SyntaxError as err:
-        return None, [f"Line {err.lineno}: syntax error: {err.msg}"]
+        # Some errors, such as a null byte, come without a line.
+        return None, [f"Line {err.lineno or 1}: syntax error: {err.msg}"]
 
     compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
     result = compiler(tree, filename="<string>", policy=DiagramScriptPolicy)

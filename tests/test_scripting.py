@@ -207,6 +207,12 @@ def test_engine_refuses_helpers_given_twice() -> None:
         ("x = ", "exec", ["Line 1: syntax error: invalid syntax"]),
         ("x = 1\nif x\n  y = 2", "exec", ["Line 2: syntax error: expected ':'"]),
         ("x = 1", "eval", ["Line 1: syntax error: invalid syntax"]),
+        ("\n  ", "eval", ["Line 1: syntax error: the expression is empty"]),
+        (
+            "x = 1\x00",
+            "exec",
+            ["Line 1: syntax error: source code string cannot contain null bytes"],
+        ),
         (
             "d['k'] += 1",
             "exec",
