@@ -76,6 +76,9 @@ export async function showDiagram(containerId, xml, options = {}) {
     ({ warnings } = await viewer.importXML(xml));
   } catch (error) {
     const message = `The process diagram could not be drawn: ${error.message}`;
+    // An empty canvas above the message would only confuse the reader.
+    viewer.destroy();
+    viewersByContainer.delete(containerId);
     showError(container, message);
     throw new Error(message);
   }
