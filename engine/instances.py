@@ -1,0 +1,1126 @@
+"""Process instances: start, complete tasks, cancel, timers and incidents.
+
+Every function that changes an instance follows the same order, so that two
+processes never advance one instance at the same time and a step is either
+stored whole or not at all:
+
+1. lock the instance row (:func:`lock_instance`);
+2. check the caller may act and the data is valid, *before* touching state;
+3. restore the workflow, apply the change, run engine steps;
+4. write state, task rows, timers and history in the caller's transaction.
+
+A failing script, decision or service handler does not raise out of here: the
+work done before it is kept, the instance is put into an incident naming the
+element and the error, and :func:`retry_incident` runs it again after a fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from . import services
+from .config import Settings
+from .deployments import latest_definition, load_spec
+from .errors import (
+    InstanceNotActive,
+    NotFound,
+    PermissionDenied,
+    ProvisioningError,
+    TaskAlreadyCompleted,
+    ValidationFailed,
+)
+from .identity import ADMINISTRATOR, SYSTEM_ACTOR, Actor, role_of_lane
+from .models import (
+    HistoryEntry,
+    HumanTask,
+    Incident,
+    IncidentStatus,
+    InstanceStatus,
+    ProcessDefinition,
+    ProcessInstance,
+    TaskCandidate,
+    TaskStatus,
+    Timer,
+    TimerStatus,
+    utcnow,
+)
+from .scripting import RestrictedScriptEngine
+from .spiff import SERIALIZER_VERSION, RoutedUserTask, dump_state, load_workflow
+
+logger = logging.getLogger(__name__)
+
+_script_engine = RestrictedScriptEngine()
+_default_settings: Settings | None = None
+
+
+def _settings(settings: Settings | None) -> Settings:
+    global _default_settings
+    if settings is not None:
+        return settings
+    if _default_settings is None:
+        _default_settings = Settings.from_env()
+    return _default_settings
+
+
+# -- starting ---------------------------------------------------------------
+
+
+def start_instance(
+    session: Session,
+    key: str,
+    *,
+    actor: Actor,
+    business_key: str | None = None,
+    variables: dict[str, Any] | None = None,
+    domain_path: str | None = None,
+    settings: Settings | None = None,
+) -> ProcessInstance:
+    """Start the latest version of process ``key`` and run it to its first wait.
+
+    :param actor: who starts it; recorded as the initiator.
+    :param variables: the start data, visible to every task.
+    :param domain_path: the security domain the request belongs to (default:
+        the initiator's), which decides who may work its tasks.
+    :returns: the new instance, flushed; the caller's transaction commits it.
+    :raises NotFound: no process ``key`` is deployed.
+    """
+    definition = latest_definition(session, key)
+    spec, subprocess_specs = load_spec(session, definition)
+    workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=_script_engine)
+    start = workflow.task_tree
+    start.data.update(copy.deepcopy(variables or {}))
+
+    instance = ProcessInstance(
+        definition_id=definition.id,
+        process_key=definition.key,
+        business_key=business_key,
+        initiator=actor.username,
+        domain_path=actor.domain_path if domain_path is None else domain_path,
+        status=InstanceStatus.RUNNING,
+        state="",
+        serializer_version=SERIALIZER_VERSION,
+    )
+    session.add(instance)
+    session.flush()
+    instance.definition = definition
+    _history(
+        session,
+        instance,
+        actor.username,
+        "instance_started",
+        f"Started {definition.name} (version {definition.version})",
+        data={"business_key": business_key, "variables": variables or {}},
+    )
+    logger.info(
+        "Started instance %s of %s v%s",
+        instance.id,
+        key,
+        definition.version,
+        extra={"instance_id": instance.id},
+    )
+    _advance(session, instance, workflow, actor, _settings(settings), open_rows=[])
+    return instance
+
+
+# -- locking and loading ----------------------------------------------------
+
+
+def lock_instance(session: Session, instance_id: int) -> ProcessInstance:
+    """Return the instance, locked against other writers until the transaction ends.
+
+    On PostgreSQL this is a row lock. On SQLite the write transaction opened by
+    :meth:`engine.db.Database.write` already holds the database's write lock.
+    """
+    instance = session.scalars(
+        select(ProcessInstance)
+        .where(ProcessInstance.id == instance_id)
+        .with_for_update(of=ProcessInstance)
+        .execution_options(populate_existing=True)
+    ).first()
+    if instance is None:
+        raise NotFound(f"Request {instance_id} does not exist; check the number.")
+    return instance
+
+
+def get_instance(session: Session, instance_id: int) -> ProcessInstance:
+    instance = session.get(ProcessInstance, instance_id)
+    if instance is None:
+        raise NotFound(f"Request {instance_id} does not exist; check the number.")
+    return instance
+
+
+def load(session: Session, instance: ProcessInstance) -> BpmnWorkflow:
+    """Restore an instance's workflow on the spec version it started on."""
+    spec, subprocess_specs = load_spec(session, instance.definition)
+    return load_workflow(instance.state, spec, subprocess_specs, _script_engine)
+
+
+# -- completing tasks -------------------------------------------------------
+
+
+def get_task(session: Session, task_id: str) -> HumanTask:
+    task = session.get(HumanTask, task_id)
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist; reload your task list.")
+    return task
+
+
+def _locked_task(session: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
+    instance_id = session.scalar(
+        select(HumanTask.instance_id).where(HumanTask.id == task_id)
+    )
+    if instance_id is None:
+        raise NotFound(f"Task {task_id} does not exist; reload your task list.")
+    instance = lock_instance(session, instance_id)
+    task = session.scalars(
+        select(HumanTask)
+        .where(HumanTask.id == task_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    if task.status == TaskStatus.COMPLETED:
+        raise TaskAlreadyCompleted(
+            f"Task '{task.name}' of request {instance.id} was already completed by "
+            f"{task.completed_by} at {task.completed_at:%Y-%m-%d %H:%M:%S} UTC; "
+            "nothing was changed. Reload the request to see its current state."
+        )
+    if task.status != TaskStatus.OPEN or instance.status not in InstanceStatus.ACTIVE:
+        raise InstanceNotActive(
+            f"Task '{task.name}' of request {instance.id} is no longer open: the "
+            f"request is {instance.status}. Nothing was changed."
+        )
+    return task, instance
+
+
+def complete_task(
+    session: Session,
+    task_id: str,
+    *,
+    actor: Actor,
+    data: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> ProcessInstance:
+    """Complete an open user task with form data and run the instance on.
+
+    :param data: values of the task's form fields; other keys are refused.
+    :returns: the instance after the step.
+    :raises NotFound: the task does not exist.
+    :raises TaskAlreadyCompleted: someone completed it first (says who and when).
+    :raises InstanceNotActive: the task was cancelled or the request ended.
+    :raises PermissionDenied: ``actor`` may not work this task.
+    :raises ValidationFailed: the data does not fit the form; one error per field.
+    """
+    task, instance = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance)
+    values = validate_form(task.form, data or {})
+
+    workflow = load(session, instance)
+    spiff_task = workflow.get_task_from_id(UUID(task.id))
+    if spiff_task is None or spiff_task.state != TaskState.READY:
+        raise InstanceNotActive(
+            f"Task '{task.name}' of request {instance.id} is not ready in the "
+            "workflow any more; reload the request."
+        )
+    spiff_task.data.update(values)
+    open_rows = _open_rows(session, instance)
+    try:
+        spiff_task.run()
+    except SpiffWorkflowException as err:
+        _open_incident(session, instance, workflow, err, actor)
+
+    task.status = TaskStatus.COMPLETED
+    task.completed_by = actor.username
+    task.completed_at = utcnow()
+    task.saved_data = {}
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_completed",
+        f"Completed '{task.name}'",
+        task=task,
+        data=values,
+    )
+    logger.info(
+        "Completed task %s (%s) of instance %s by %s",
+        task.id,
+        task.task_spec,
+        instance.id,
+        actor.username,
+        extra={"instance_id": instance.id, "task_id": task.id},
+    )
+    if instance.status != InstanceStatus.INCIDENT:
+        _advance(session, instance, workflow, actor, _settings(settings), open_rows)
+    else:
+        _persist(session, instance, workflow, actor, open_rows)
+    return instance
+
+
+def save_task(
+    session: Session, task_id: str, *, actor: Actor, data: dict[str, Any]
+) -> HumanTask:
+    """Save form data on an open task without completing it (defer).
+
+    Only fields of the form are kept; required fields may still be empty.
+    :raises PermissionDenied, ValidationFailed, TaskAlreadyCompleted: as
+        :func:`complete_task`.
+    """
+    task, instance = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance)
+    values = validate_form(task.form, data, partial=True)
+    task.saved_data = values
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_saved",
+        f"Saved '{task.name}' without completing it",
+        task=task,
+        data=values,
+    )
+    return task
+
+
+def check_may_work(
+    session: Session, actor: Actor, task: HumanTask, instance: ProcessInstance
+) -> None:
+    """Raise :class:`PermissionDenied` unless ``actor`` may work ``task``.
+
+    Separation of duties is enforced here, not only in the inbox: the
+    initiator never works a task of their own request (unless named on it),
+    and nobody works two tasks of the same step of one request.
+    """
+    who = actor.username
+    named = who == task.assignee or who in task.candidate_users
+    if who == instance.initiator and not named:
+        raise PermissionDenied(
+            f"You started request {instance.id}, so you may not work its task "
+            f"'{task.name}': separation of duties requires someone else to do it."
+        )
+    earlier = session.scalar(
+        select(HumanTask.id)
+        .where(
+            HumanTask.instance_id == instance.id,
+            HumanTask.task_spec == task.task_spec,
+            HumanTask.completed_by == who,
+            HumanTask.id != task.id,
+        )
+        .limit(1)
+    )
+    if earlier is not None and not named:
+        raise PermissionDenied(
+            f"You already completed an earlier '{task.name}' step of request "
+            f"{instance.id}; a different person must take this step."
+        )
+    if task.assignee and task.assignee != who:
+        raise PermissionDenied(
+            f"Task '{task.name}' of request {instance.id} is assigned to "
+            f"{task.assignee}; ask them or an administrator to unassign it."
+        )
+    if named:
+        return
+    groups = task.candidate_groups or [g for g in [role_of_lane(task.lane)] if g]
+    if any(actor.has_role(g, task.domain_path) for g in groups):
+        return
+    needed = " or ".join(groups) or "a named candidate"
+    raise PermissionDenied(
+        f"You may not work task '{task.name}' of request {instance.id}: it needs "
+        f"the {needed} role for security domain '{task.domain_path}', which you "
+        "do not hold there."
+    )
+
+
+_TRUE = {"true", "on", "yes", "1"}
+_FALSE = {"false", "off", "no", "0", ""}
+
+
+def validate_form(
+    form: dict[str, Any], data: dict[str, Any], *, partial: bool = False
+) -> dict[str, Any]:
+    """Check submitted data against a task's form fields and convert the values.
+
+    :returns: the converted values, by field id.
+    :raises ValidationFailed: with one message per bad field; unknown fields
+        are refused so that a submission cannot set process variables that
+        the form does not offer (such as the number of approval steps).
+    """
+    fields = {f["id"]: f for f in form.get("fields", [])}
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key in data:
+        if key not in fields:
+            errors[key] = (
+                f"'{key}' is not a field of this task; the fields are: "
+                f"{', '.join(fields) or 'none'}."
+            )
+    for field_id, spec in fields.items():
+        label = spec.get("label") or field_id
+        validation = {v["name"]: v.get("config") for v in spec.get("validation", [])}
+        raw = data.get(field_id)
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            if "required" in validation and not partial:
+                errors[field_id] = f"{label} is required."
+            elif field_id in data:
+                values[field_id] = None if spec["type"] != "string" else ""
+            continue
+        try:
+            values[field_id] = _convert(spec, raw, validation)
+        except ValueError as err:
+            errors[field_id] = f"{label} {err}"
+    if errors:
+        raise ValidationFailed(
+            "The form has errors; correct them and submit again.", errors
+        )
+    return values
+
+
+def _convert(spec: dict[str, Any], raw: Any, validation: dict[str, Any]) -> Any:
+    kind = spec.get("type") or "string"
+    if kind == "enum":
+        options = [o["id"] for o in spec.get("options", [])]
+        if str(raw) not in options:
+            raise ValueError(f"must be one of: {', '.join(options)}.")
+        return str(raw)
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("must be true or false.")
+    if kind == "long":
+        if isinstance(raw, bool):
+            raise ValueError("must be a whole number.")
+        try:
+            number = int(str(raw).strip())
+        except ValueError:
+            raise ValueError("must be a whole number.") from None
+        if "min" in validation and number < int(validation["min"]):
+            raise ValueError(f"must be at least {validation['min']}.")
+        if "max" in validation and number > int(validation["max"]):
+            raise ValueError(f"must be at most {validation['max']}.")
+        return number
+    if kind == "date":
+        try:
+            return date.fromisoformat(str(raw).strip()).isoformat()
+        except ValueError:
+            raise ValueError("must be a date written as YYYY-MM-DD.") from None
+    text = str(raw)
+    if "minlength" in validation and len(text) < int(validation["minlength"]):
+        raise ValueError(f"must be at least {validation['minlength']} characters.")
+    maxlength = int(validation.get("maxlength") or 4000)
+    if len(text) > maxlength:
+        raise ValueError(f"must be at most {maxlength} characters.")
+    return text
+
+
+# -- claiming ---------------------------------------------------------------
+
+
+def claim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
+    """Assign an open task to ``actor``, who must be allowed to work it."""
+    task, instance = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance)
+    task.assignee = actor.username
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_claimed",
+        f"Claimed '{task.name}'",
+        task=task,
+    )
+    return task
+
+
+def unclaim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
+    """Put an assigned task back in its queue (the assignee or an administrator)."""
+    task, instance = _locked_task(session, task_id)
+    if task.assignee != actor.username and not actor.has_role(
+        ADMINISTRATOR, instance.domain_path
+    ):
+        raise PermissionDenied(
+            f"Task '{task.name}' is assigned to {task.assignee or 'nobody'}; only "
+            "the assignee or an administrator can put it back in the queue."
+        )
+    task.assignee = None
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_unclaimed",
+        f"Put '{task.name}' back in the queue",
+        task=task,
+    )
+    return task
+
+
+def assign_task(
+    session: Session, task_id: str, *, actor: Actor, assignee: Actor
+) -> HumanTask:
+    """Assign an open task to ``assignee``, who must be allowed to work it."""
+    task, instance = _locked_task(session, task_id)
+    if not (
+        actor.has_role(ADMINISTRATOR, instance.domain_path)
+        or any(actor.has_role(g, task.domain_path) for g in task.candidate_groups)
+    ):
+        raise PermissionDenied(
+            f"You may not assign task '{task.name}' of request {instance.id}; only "
+            "members of its queue in scope or administrators can."
+        )
+    previous, task.assignee = task.assignee, None
+    try:
+        check_may_work(session, assignee, task, instance)
+    finally:
+        task.assignee = previous
+    task.assignee = assignee.username
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_assigned",
+        f"Assigned '{task.name}' to {assignee.username}",
+        task=task,
+    )
+    return task
+
+
+# -- cancelling -------------------------------------------------------------
+
+
+def cancel_instance(
+    session: Session, instance_id: int, *, actor: Actor, reason: str
+) -> ProcessInstance:
+    """Cancel a running instance and every open task and timer of it.
+
+    :raises PermissionDenied: ``actor`` is neither the initiator, an
+        administrator in scope, nor the system.
+    :raises InstanceNotActive: the instance has already ended.
+    """
+    instance = lock_instance(session, instance_id)
+    allowed = actor.username in (
+        instance.initiator,
+        SYSTEM_ACTOR.username,
+    ) or actor.has_role(ADMINISTRATOR, instance.domain_path)
+    if not allowed:
+        raise PermissionDenied(
+            f"You may not cancel request {instance.id}; only its requester or an "
+            "administrator of its security domain can."
+        )
+    if instance.status not in InstanceStatus.ACTIVE:
+        raise InstanceNotActive(
+            f"Request {instance.id} is already {instance.status}; nothing to cancel."
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            "Give a reason for cancelling.", {"reason": "A reason is required."}
+        )
+    workflow = load(session, instance)
+    open_rows = _open_rows(session, instance)
+    workflow.cancel()
+    instance.status = InstanceStatus.CANCELLED
+    instance.cancel_reason = reason
+    instance.cancelled_by = actor.username
+    instance.ended_at = utcnow()
+    _resolve_incidents(session, instance, actor, "cancelled")
+    _persist(session, instance, workflow, actor, open_rows)
+    _history(
+        session,
+        instance,
+        actor.username,
+        "instance_cancelled",
+        f"Cancelled: {reason}",
+        data={"reason": reason},
+    )
+    logger.info(
+        "Cancelled instance %s by %s",
+        instance.id,
+        actor.username,
+        extra={"instance_id": instance.id},
+    )
+    return instance
+
+
+# -- incidents --------------------------------------------------------------
+
+
+def retry_incident(
+    session: Session,
+    instance_id: int,
+    *,
+    actor: Actor,
+    settings: Settings | None = None,
+) -> ProcessInstance:
+    """Run the failed step of an instance in incident again.
+
+    :raises InstanceNotActive: the instance is not in an incident.
+    """
+    instance = lock_instance(session, instance_id)
+    if instance.status != InstanceStatus.INCIDENT:
+        raise InstanceNotActive(
+            f"Request {instance.id} is {instance.status}, not in an incident; "
+            "there is nothing to retry."
+        )
+    workflow = load(session, instance)
+    for failed in workflow.get_tasks(state=TaskState.ERROR):
+        # Start the step again from the data it had before it failed.
+        failed.data = copy.deepcopy(failed.parent.data) if failed.parent else {}
+        failed._set_state(TaskState.READY)
+    _resolve_incidents(session, instance, actor, "retried")
+    instance.status = InstanceStatus.RUNNING
+    _history(
+        session, instance, actor.username, "incident_retried", "Retried the failed step"
+    )
+    _advance(
+        session,
+        instance,
+        workflow,
+        actor,
+        _settings(settings),
+        _open_rows(session, instance),
+    )
+    return instance
+
+
+def _resolve_incidents(session, instance, actor, how: str) -> None:
+    session.execute(
+        update(Incident)
+        .where(
+            Incident.instance_id == instance.id, Incident.status == IncidentStatus.OPEN
+        )
+        .values(
+            status=IncidentStatus.RESOLVED,
+            resolved_at=utcnow(),
+            resolved_by=f"{actor.username} ({how})",
+        )
+    )
+
+
+def _open_incident(session, instance, workflow, err: Exception, actor) -> None:
+    failed = workflow.get_tasks(state=TaskState.ERROR)
+    element_id = failed[0].task_spec.bpmn_id if failed else None
+    message = _describe_error(err)
+    previous = session.scalar(
+        select(Incident)
+        .where(Incident.instance_id == instance.id)
+        .where(Incident.element_id == element_id)
+        .order_by(Incident.id.desc())
+        .limit(1)
+    )
+    attempts = previous.attempts + 1 if previous is not None else 1
+    session.add(
+        Incident(
+            instance_id=instance.id,
+            element_id=element_id,
+            error_type=type(err).__name__,
+            message=message,
+            attempts=attempts,
+        )
+    )
+    instance.status = InstanceStatus.INCIDENT
+    _history(
+        session,
+        instance,
+        actor.username,
+        "incident_opened",
+        f"Step '{element_id}' failed: {message}",
+        element_id=element_id,
+    )
+    logger.warning(
+        "Instance %s stopped with an incident at %s: %s",
+        instance.id,
+        element_id,
+        message,
+        extra={"instance_id": instance.id},
+    )
+
+
+def _describe_error(err: Exception) -> str:
+    if isinstance(err, ProvisioningError):
+        return str(err)
+    inner = getattr(err, "error", None) or err
+    if isinstance(err, SpiffWorkflowException):
+        text = str(err)
+        notes = [n for n in getattr(err, "notes", []) or [] if n]
+        if notes:
+            text += " (" + "; ".join(notes) + ")"
+        if isinstance(inner, ProvisioningError) and str(inner) not in text:
+            text += f": {inner}"
+        return text
+    return f"{type(err).__name__}: {err}"
+
+
+# -- timers -----------------------------------------------------------------
+
+
+def due_timers(
+    session: Session, now: datetime | None = None, limit: int = 100
+) -> list[Timer]:
+    return list(
+        session.scalars(
+            select(Timer)
+            .where(
+                Timer.status == TimerStatus.WAITING, Timer.due_at <= (now or utcnow())
+            )
+            .order_by(Timer.due_at)
+            .limit(limit)
+        )
+    )
+
+
+def fire_timer(
+    session: Session, timer_id: int, *, settings: Settings | None = None
+) -> bool:
+    """Wake the instance of a due timer; return whether the timer fired.
+
+    Runs in the caller's write transaction; the timer row is updated with the
+    instance state, so a timer fires once even if the worker stops right after.
+    """
+    instance_id = session.scalar(select(Timer.instance_id).where(Timer.id == timer_id))
+    if instance_id is None:
+        return False
+    instance = lock_instance(session, instance_id)
+    timer = session.scalars(
+        select(Timer)
+        .where(Timer.id == timer_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    if timer.status != TimerStatus.WAITING or instance.status != InstanceStatus.RUNNING:
+        return False
+    workflow = load(session, instance)
+    open_rows = _open_rows(session, instance)
+    workflow.refresh_timers()
+    _advance(session, instance, workflow, SYSTEM_ACTOR, _settings(settings), open_rows)
+    session.flush()
+    return timer.status == TimerStatus.FIRED
+
+
+# -- persisting -------------------------------------------------------------
+
+
+def _open_rows(session: Session, instance: ProcessInstance) -> list[HumanTask]:
+    return list(
+        session.scalars(
+            select(HumanTask).where(
+                HumanTask.instance_id == instance.id,
+                HumanTask.status == TaskStatus.OPEN,
+            )
+        )
+    )
+
+
+def _advance(session, instance, workflow, actor, settings, open_rows) -> None:
+    with services.bound(
+        session=session, instance=instance, settings=settings, actor=actor.username
+    ):
+        try:
+            workflow.do_engine_steps()
+        except Exception as err:  # noqa: BLE001 - every failure becomes an incident
+            _open_incident(session, instance, workflow, err, actor)
+    _persist(session, instance, workflow, actor, open_rows)
+
+
+def _persist(session, instance, workflow, actor, open_rows) -> None:
+    now = utcnow()
+    ready = {}
+    if instance.status in InstanceStatus.ACTIVE:
+        for t in workflow.get_tasks(state=TaskState.READY, manual=True):
+            ready[str(t.id)] = t
+    for row in open_rows:
+        if row.status == TaskStatus.OPEN and row.id not in ready:
+            row.status = TaskStatus.CANCELLED
+            row.completed_at = now
+            _history(
+                session,
+                instance,
+                actor.username,
+                "task_cancelled",
+                f"'{row.name}' is no longer needed",
+                task=row,
+            )
+    known = {row.id for row in open_rows}
+    for task_id, spiff_task in ready.items():
+        if task_id not in known:
+            _create_task_row(session, instance, spiff_task, actor)
+
+    _sync_timers(session, instance, workflow, now)
+
+    if workflow.completed and instance.status in InstanceStatus.ACTIVE:
+        instance.status = InstanceStatus.COMPLETED
+        instance.ended_at = now
+        instance.end_event = _end_event(workflow)
+        _history(
+            session,
+            instance,
+            actor.username,
+            "instance_completed",
+            f"Ended at '{instance.end_event}'",
+            element_id=instance.end_event,
+        )
+        logger.info(
+            "Instance %s ended at %s",
+            instance.id,
+            instance.end_event,
+            extra={"instance_id": instance.id},
+        )
+    instance.state = dump_state(workflow)
+    instance.serializer_version = SERIALIZER_VERSION
+    instance.updated_at = now
+
+
+def _end_event(workflow: BpmnWorkflow) -> str | None:
+    ended = [
+        t
+        for t in workflow.get_tasks(state=TaskState.COMPLETED)
+        if isinstance(t.task_spec, EndEvent) and t.workflow is workflow
+    ]
+    if not ended:
+        return None
+    return max(ended, key=lambda t: t.last_state_change).task_spec.bpmn_id
+
+
+_EXPRESSION = re.compile(r"^\$\{\s*(.+?)\s*\}$")
+
+
+def _resolve(value: str | None, spiff_task) -> str | None:
+    """Resolve a Camunda ``${expression}`` routing value against task data."""
+    if not value:
+        return value
+    match = _EXPRESSION.match(value.strip())
+    if match is None:
+        return value.strip()
+    result = _script_engine.evaluate(spiff_task, match.group(1))
+    return None if result is None else str(result)
+
+
+def _due(value: str | None, spiff_task, now: datetime) -> datetime | None:
+    value = _resolve(value, spiff_task)
+    if not value:
+        return None
+    if value.startswith("P"):
+        duration = TimerEventDefinition.parse_iso_duration(value)
+        return now + TimerEventDefinition.get_timedelta_from_start(duration, now)
+    due = datetime.fromisoformat(value)
+    return due if due.tzinfo else due.replace(tzinfo=UTC)
+
+
+def _create_task_row(session, instance, spiff_task, actor) -> HumanTask:
+    spec = spiff_task.task_spec
+    now = utcnow()
+    groups, users, assignee, due = [], [], None, None
+    form: dict[str, Any] = {"key": "", "fields": []}
+    if isinstance(spec, RoutedUserTask):
+        groups = [
+            g for g in (_resolve(v, spiff_task) for v in spec.candidate_groups) if g
+        ]
+        users = [
+            u for u in (_resolve(v, spiff_task) for v in spec.candidate_users) if u
+        ]
+        assignee = _resolve(spec.assignee, spiff_task)
+        due = _due(spec.due_date, spiff_task, now)
+        form = _form_dict(spec.form)
+    if not groups and not users and not assignee:
+        lane_role = role_of_lane(spec.lane)
+        if lane_role:
+            groups = [lane_role]
+    row = HumanTask(
+        id=str(spiff_task.id),
+        instance_id=instance.id,
+        process_key=instance.process_key,
+        task_spec=spec.bpmn_id,
+        name=spec.bpmn_name or spec.bpmn_id,
+        lane=spec.lane,
+        domain_path=instance.domain_path,
+        assignee=assignee,
+        form=form,
+        status=TaskStatus.OPEN,
+        created_at=now,
+        due_at=due,
+        saved_data={},
+    )
+    row.candidates = [TaskCandidate(kind="group", name=g) for g in groups] + [
+        TaskCandidate(kind="user", name=u) for u in users
+    ]
+    session.add(row)
+    _history(
+        session,
+        instance,
+        actor.username,
+        "task_created",
+        f"'{row.name}' is waiting for {', '.join(groups + users) or assignee}",
+        task=row,
+    )
+    return row
+
+
+def _form_dict(form) -> dict[str, Any]:
+    fields = []
+    for f in getattr(form, "fields", []):
+        item = {
+            "id": f.id,
+            "type": f.type or "string",
+            "label": f.label or f.id,
+            "default_value": f.default_value,
+            "validation": [{"name": v.name, "config": v.config} for v in f.validation],
+            "properties": [{"id": p.id, "value": p.value} for p in f.properties],
+        }
+        if f.type == "enum":
+            item["options"] = [{"id": o.id, "name": o.name} for o in f.options]
+        fields.append(item)
+    return {"key": getattr(form, "key", "") or "", "fields": fields}
+
+
+def _sync_timers(session, instance, workflow, now) -> None:
+    waiting: dict[str, tuple[str, datetime]] = {}
+    if instance.status == InstanceStatus.RUNNING:
+        for t in workflow.event_manager.tasks.values():
+            definition = getattr(t.task_spec, "event_definition", None)
+            if not isinstance(definition, TimerEventDefinition):
+                continue
+            value = t._get_internal_data("event_value")
+            if isinstance(value, dict):
+                value = value.get("next")
+            if not value:
+                continue
+            due = datetime.fromisoformat(value)
+            waiting[str(t.id)] = (
+                t.task_spec.bpmn_id,
+                due if due.tzinfo else due.replace(tzinfo=UTC),
+            )
+
+    rows = (
+        {
+            r.task_id: r
+            for r in session.scalars(
+                select(Timer).where(
+                    Timer.instance_id == instance.id,
+                    Timer.status == TimerStatus.WAITING,
+                )
+            )
+        }
+        if instance.id is not None and (waiting or _may_have_timers(instance))
+        else {}
+    )
+    for task_id, row in rows.items():
+        if task_id in waiting:
+            row.due_at = waiting[task_id][1]
+            continue
+        fired = row.due_at <= now and instance.status == InstanceStatus.RUNNING
+        row.status = TimerStatus.FIRED if fired else TimerStatus.CANCELLED
+        row.fired_at = now if fired else None
+        if fired:
+            _history(
+                session,
+                instance,
+                SYSTEM_ACTOR.username,
+                "timer_fired",
+                f"Timer '{row.element_id}' fired",
+                element_id=row.element_id,
+            )
+    for task_id, (element_id, due) in waiting.items():
+        if task_id not in rows:
+            session.add(
+                Timer(
+                    instance_id=instance.id,
+                    task_id=task_id,
+                    element_id=element_id,
+                    due_at=due,
+                )
+            )
+
+
+def _may_have_timers(instance) -> bool:
+    # An instance that has never waited on a timer has no rows to close; this
+    # spares the timer query on every step of processes without timers.
+    return bool(instance.state) and '"event_value"' in instance.state
+
+
+def _history(
+    session, instance, actor, action, message, *, task=None, element_id=None, data=None
+) -> None:
+    session.add(
+        HistoryEntry(
+            instance_id=instance.id,
+            task_id=task.id if task is not None else None,
+            element_id=element_id or (task.task_spec if task is not None else None),
+            actor=actor,
+            action=action,
+            message=message,
+            data=_jsonable(data or {}),
+        )
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+# -- reading ----------------------------------------------------------------
+
+
+def list_tasks(
+    session: Session,
+    actor: Actor,
+    *,
+    assigned_only: bool = False,
+    queue: str | None = None,
+    process_key: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[HumanTask]:
+    """Return the open tasks ``actor`` may work, oldest first, in one query.
+
+    A task is listed when it is assigned to the actor, or unassigned and the
+    actor is a candidate user or holds a candidate group's role over the
+    request's domain; tasks that separation of duties forbids are left out.
+    """
+    me = actor.username
+    candidate = aliased(TaskCandidate)
+    group_clauses = [
+        and_(
+            candidate.kind == "group",
+            candidate.name == role,
+            or_(
+                HumanTask.domain_path == scope,
+                HumanTask.domain_path.startswith(scope + "/", autoescape=True),
+            ),
+        )
+        for role, scope in actor.grants
+        if queue is None or role == queue
+    ]
+    if queue is None:
+        group_clauses.append(and_(candidate.kind == "user", candidate.name == me))
+    offered = (
+        exists().where(candidate.task_id == HumanTask.id, or_(*group_clauses))
+        if group_clauses
+        else None
+    )
+
+    earlier = aliased(HumanTask)
+    query = (
+        select(HumanTask)
+        .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+        .where(HumanTask.status == TaskStatus.OPEN)
+        .where(ProcessInstance.initiator != me)
+        .where(
+            ~exists().where(
+                earlier.instance_id == HumanTask.instance_id,
+                earlier.task_spec == HumanTask.task_spec,
+                earlier.completed_by == me,
+            )
+        )
+    )
+    if assigned_only:
+        query = query.where(HumanTask.assignee == me)
+    elif offered is not None:
+        query = query.where(
+            or_(HumanTask.assignee == me, and_(HumanTask.assignee.is_(None), offered))
+        )
+    else:
+        query = query.where(HumanTask.assignee == me)
+    if process_key:
+        query = query.where(HumanTask.process_key == process_key)
+    query = (
+        query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
+    )
+    return list(session.scalars(query))
+
+
+@dataclass
+class InstanceView:
+    instance: ProcessInstance
+    definition: ProcessDefinition
+    open_tasks: list[HumanTask]
+    history: list[HistoryEntry]
+    incidents: list[Incident]
+    timers: list[Timer]
+    data: dict[str, Any] = field(default_factory=dict)
+    completed_elements: list[str] = field(default_factory=list)
+    current_elements: list[str] = field(default_factory=list)
+
+
+def describe_instance(
+    session: Session, instance_id: int, *, with_state: bool = True
+) -> InstanceView:
+    """Return an instance with its open tasks, history, incidents and timers.
+
+    With ``with_state``, also the process data and the element ids passed and
+    current, for a diagram view.
+    """
+    instance = get_instance(session, instance_id)
+    view = InstanceView(
+        instance=instance,
+        definition=instance.definition,
+        open_tasks=_open_rows(session, instance),
+        history=list(
+            session.scalars(
+                select(HistoryEntry)
+                .where(HistoryEntry.instance_id == instance.id)
+                .order_by(HistoryEntry.id)
+            )
+        ),
+        incidents=list(
+            session.scalars(
+                select(Incident)
+                .where(Incident.instance_id == instance.id)
+                .order_by(Incident.id)
+            )
+        ),
+        timers=list(
+            session.scalars(
+                select(Timer).where(Timer.instance_id == instance.id).order_by(Timer.id)
+            )
+        ),
+    )
+    if with_state and instance.state:
+        workflow = load(session, instance)
+        view.data = _jsonable(
+            workflow.last_task.data if workflow.last_task else workflow.data
+        )
+        completed, current = [], []
+        for t in workflow.get_tasks():
+            bpmn_id = getattr(t.task_spec, "bpmn_id", None)
+            if not bpmn_id:
+                continue
+            if t.state == TaskState.COMPLETED and bpmn_id not in completed:
+                completed.append(bpmn_id)
+            elif (
+                t.state
+                in (
+                    TaskState.READY,
+                    TaskState.WAITING,
+                    TaskState.STARTED,
+                    TaskState.ERROR,
+                )
+                and bpmn_id not in current
+            ):
+                current.append(bpmn_id)
+        view.completed_elements = completed
+        view.current_elements = current
+    return view
