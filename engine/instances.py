@@ -32,7 +32,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from . import services
+from . import events, services
 from .config import Settings
 from .deployments import latest_definition, load_spec
 from .errors import (
@@ -954,17 +954,18 @@ def _may_have_timers(instance) -> bool:
 def _history(
     session, instance, actor, action, message, *, task=None, element_id=None, data=None
 ) -> None:
-    session.add(
-        HistoryEntry(
-            instance_id=instance.id,
-            task_id=task.id if task is not None else None,
-            element_id=element_id or (task.task_spec if task is not None else None),
-            actor=actor,
-            action=action,
-            message=message,
-            data=_jsonable(data or {}),
-        )
+    entry = HistoryEntry(
+        instance_id=instance.id,
+        task_id=task.id if task is not None else None,
+        element_id=element_id or (task.task_spec if task is not None else None),
+        actor=actor,
+        action=action,
+        message=message,
+        data=_jsonable(data or {}),
+        at=utcnow(),
     )
+    session.add(entry)
+    events.emit(session, instance, entry, task)
 
 
 def _jsonable(value: Any) -> Any:

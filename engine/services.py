@@ -92,4 +92,16 @@ def call(topic: str, task) -> None:
             f"Service task '{element_id}' ran outside the engine; service tasks "
             "only run through engine.instances."
         )
-    handler(ServiceCall(topic=topic, element_id=element_id, data=task.data, **context))
+    # A savepoint, so that a handler that fails half-way leaves no writes behind
+    # while the instance's own state up to this task is still kept.
+    with context["session"].begin_nested():
+        handler(
+            ServiceCall(topic=topic, element_id=element_id, data=task.data, **context)
+        )
+    logger.info(
+        "Ran service task %s (%s) of instance %s",
+        element_id,
+        topic,
+        context["instance"].id,
+        extra={"instance_id": context["instance"].id, "topic": topic},
+    )

@@ -1,0 +1,7 @@
+"""Import the modules that register the product's service handlers and listeners.
+
+The engine core knows nothing of tokens or e-mail; the provisioning and
+notification packages plug into it by registering service topics, event
+listeners and worker jobs when they are imported. Entry points (CLI, web app,
+worker, tests) import this module once.
+"""
