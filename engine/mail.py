@@ -6,15 +6,15 @@ an event and its context into a subject and two bodies, :func:`build_message`
 makes a MIME message with a stable ``Message-ID``, and :func:`send_message`
 hands it to the SMTP server, raising an error that says whether to retry.
 
-Exceptions::
+Exceptions (all of them :class:`engine.errors.ProvisioningError`)::
 
-    Exception
-     +-- MailError
-          +-- MailSettingsError (also ValueError)  an SMTP_* setting is invalid
-          +-- MailTemplateError (also ValueError)  a template cannot be rendered
-          +-- MailDeliveryError                    the server did not take it
-               +-- TemporaryMailError   connection failed, 4xx: retry later
-               +-- PermanentMailError   5xx, login or TLS failure: tell an admin
+    MailError
+     +-- MailSettingsError   an SMTP_* setting is invalid (also a
+     |                       ConfigurationError and a ValueError)
+     +-- MailTemplateError   a template cannot be rendered (also a ValueError)
+     +-- MailDeliveryError   the server did not take the message
+          +-- TemporaryMailError   connection failed, 4xx: retry later
+          +-- PermanentMailError   5xx, login or TLS failure: tell an admin
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.errors import ConfigurationError, ProvisioningError
 from engine.mail_templates import (
     DEFAULT_TEMPLATES,
     EVENTS,
@@ -92,16 +93,22 @@ _MESSAGE_ID_PART = re.compile(r"[A-Za-z0-9._-]+")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
-class MailError(Exception):
+class MailError(ProvisioningError):
     """Base class of every error raised by this module."""
 
+    code = "mail_error"
 
-class MailSettingsError(MailError, ValueError):
+
+class MailSettingsError(MailError, ConfigurationError, ValueError):
     """An SMTP setting is missing or invalid."""
+
+    code = ConfigurationError.code
 
 
 class MailTemplateError(MailError, ValueError):
     """A template cannot be compiled or rendered."""
+
+    code = "mail_template_invalid"
 
 
 class MailDeliveryError(MailError):
@@ -112,6 +119,7 @@ class MailDeliveryError(MailError):
     are None when the connection itself failed.
     """
 
+    code = "mail_delivery_failed"
     temporary: bool = False
 
     def __init__(
@@ -545,8 +553,9 @@ def _partial_refusal(
     accepted = [address for address in recipients if address not in refused]
     code, text = next(iter(refused.values()))
     return PermanentMailError(
-        f"The SMTP server {settings.host}:{settings.port} refused "
-        f"{_describe_refused(refused)}; check the e-mail address. The message "
+        f"The SMTP server {settings.host}:{settings.port} refused the "
+        f"recipient {_describe_refused(refused)}; check the e-mail address of "
+        "that user. The message "
         f"was delivered to {', '.join(accepted)}, so it must not be sent again.",
         smtp_code=code,
         server_answer=_format_answer(code, text),
@@ -574,8 +583,8 @@ def _delivery_error(
         what = "temporarily refused" if temporary else "refused"
         return _by_kind(
             temporary,
-            f"{server} {what} {_describe_refused(refused)}",
-            "check the e-mail address" if not temporary else "",
+            f"{server} {what} the recipient {_describe_refused(refused)}",
+            "" if temporary else "check the e-mail address of that user",
             code,
             _format_answer(code, text),
             retry,
@@ -598,7 +607,7 @@ def _delivery_error(
             )
         elif isinstance(error, smtplib.SMTPDataError):
             happened = f"{server} refused the message"
-            advice = "the server's answer says why"
+            advice = "its answer says why, for example a size limit or a content filter"
         elif isinstance(error, smtplib.SMTPConnectError | smtplib.SMTPHeloError):
             happened = f"{server} refused the session"
             advice = "check SMTP_HOST/SMTP_PORT and that this host may use it"
@@ -607,7 +616,13 @@ def _delivery_error(
             advice = "check SMTP_SECURITY and SMTP_PORT"
         else:
             happened = f"{server} refused the {step} step"
-            advice = "the server's answer says why"
+            advice = "its answer says why"
+        if temporary:
+            # A 4xx answer describes a passing state of the server, which
+            # no setting on this side can change.
+            happened = happened.replace(" refused ", " temporarily refused ", 1)
+            happened = happened.replace(" rejected ", " temporarily rejected ", 1)
+            advice = ""
         return _by_kind(
             temporary, f"{happened} ({answer})", advice, code, answer, retry
         )
@@ -639,10 +654,15 @@ def _delivery_error(
         )
 
     if isinstance(error, smtplib.SMTPServerDisconnected):
+        advice = ""
+        if step == "connect" and settings.security != "tls":
+            advice = (
+                "if the port expects implicit TLS (usually 465), set SMTP_SECURITY=tls"
+            )
         return _by_kind(
             True,
             f"{server} closed the connection unexpectedly during the {step} step",
-            "",
+            advice,
             None,
             None,
             retry,
@@ -861,9 +881,10 @@ def validate_template(source: str, kind: str) -> list[str]:
             f"Unknown template kind {kind!r}; known kinds are "
             f"{', '.join(TEMPLATE_KINDS)}."
         )
-    environment = _ENVIRONMENTS[kind]
+    # Compiling, not only parsing, also catches unknown filters and tests.
     try:
-        tree = environment.parse(source)
+        template = _compile(kind, source)
+        tree = _ENVIRONMENTS[kind].parse(source)
     except TemplateSyntaxError as error:
         return [f"line {error.lineno}: {error.message}"]
 
@@ -872,7 +893,7 @@ def validate_template(source: str, kind: str) -> list[str]:
         return sorted(problems, key=_line_of)
 
     try:
-        _compile(kind, source).render(sample_context())
+        template.render(sample_context())
     except Exception as error:  # any failure of the template; see render_template
         return [_describe_template_error(error).removeprefix("fails at ")]
     return []
