@@ -48,9 +48,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from . import api, ops, views
+    from . import api, auth, mail_admin, ops, views  # noqa: F401 - auth: user loader
 
     views.init_app(app)
+    mail_admin.init_app(app)
     api.init_app(app)
     ops.init_app(app)
     return app
