@@ -387,7 +387,8 @@ Step = Literal["connect", "starttls", "login", "send"]
 def send_message(settings: SmtpSettings, message: EmailMessage) -> str:
     """Send ``message`` through the SMTP server described by ``settings``.
 
-    The envelope sender is ``settings.sender``; the recipients are those of
+    The envelope sender is the address of ``settings.sender`` (bounces go
+    there), whatever the From header says; the recipients are those of
     the To, Cc and Bcc headers (Bcc is not transmitted). Returns the
     server's final answer, for example ``"250 2.0.0 Ok: queued as 4F2A1"``.
 
@@ -456,9 +457,9 @@ def test_connection(settings: SmtpSettings, to: str | None = None) -> str:
                 "works.\n"
             ),
         )
-        refused = smtp.send_message(message, from_addr=settings.sender_address)
-        if refused:
-            raise _partial_refusal(settings, [to], refused)
+        # With a single recipient a refusal raises SMTPRecipientsRefused, so
+        # there is no partial refusal to look for here.
+        smtp.send_message(message, from_addr=settings.sender_address)
         return smtp.last_reply
 
     answer = _run_session(settings, check, retry=False)
@@ -575,6 +576,19 @@ def _delivery_error(
 ) -> MailDeliveryError:
     """Translate an smtplib or socket error into a delivery error."""
     server = f"The SMTP server {settings.host}:{settings.port}"
+    tls_hint = ""
+    if step == "connect" and settings.security != "tls":
+        # A client that waits for the greeting of a server that waits for a
+        # TLS handshake sees silence: the classic symptom of port 465 used
+        # without SMTP_SECURITY=tls.
+        tls_hint = (
+            "if the port expects implicit TLS (usually 465), set SMTP_SECURITY=tls"
+        )
+    # smtplib reports a read that timed out as a closed connection.
+    if isinstance(error, smtplib.SMTPServerDisconnected) and isinstance(
+        error.__context__, TimeoutError
+    ):
+        error = error.__context__
 
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         refused = error.recipients
@@ -654,15 +668,10 @@ def _delivery_error(
         )
 
     if isinstance(error, smtplib.SMTPServerDisconnected):
-        advice = ""
-        if step == "connect" and settings.security != "tls":
-            advice = (
-                "if the port expects implicit TLS (usually 465), set SMTP_SECURITY=tls"
-            )
         return _by_kind(
             True,
             f"{server} closed the connection unexpectedly during the {step} step",
-            advice,
+            tls_hint,
             None,
             None,
             retry,
@@ -712,6 +721,8 @@ def _delivery_error(
             f" during the {step} step"
         )
         advice = "check SMTP_HOST/SMTP_PORT, SMTP_TIMEOUT and any firewall between"
+        if tls_hint:
+            advice += "; " + tls_hint
     elif isinstance(error, socket.gaierror):
         happened = f"The SMTP host name {settings.host!r} could not be resolved"
         advice = "check SMTP_HOST and the DNS configuration"
@@ -815,7 +826,10 @@ def render_template(
     names of :data:`TEMPLATE_VARIABLES` (missing ones are None), and
     optionally an administrator's sources for some of ``"subject"``,
     ``"text"`` and ``"html"`` that replace the defaults. The subject comes
-    back as a single line.
+    back as a single line. Pass plain values (dicts, strings, datetimes),
+    as :func:`sample_context` does, never ORM objects: the sandbox stops
+    private attributes and changes to built-in containers, but it would let
+    a template call the public methods of any other object.
 
     Raises ValueError for an unknown event, kind or context key, and
     :class:`MailTemplateError` naming the event, template and line when a

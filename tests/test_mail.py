@@ -340,6 +340,36 @@ def test_server_down_is_temporary():
     assert raised.value.server_answer is None
 
 
+def test_plain_client_on_an_implicit_tls_port_times_out_with_a_hint(
+    start_smtp_server,
+):
+    server = start_smtp_server(security="tls")
+    settings = server.settings(security="starttls", timeout=0.5)
+
+    with pytest.raises(TemporaryMailError) as raised:
+        send_message(settings, _message())
+
+    assert str(raised.value) == (
+        f"The SMTP server 127.0.0.1:{server.port} did not answer within 0.5 "
+        "seconds during the connect step; check SMTP_HOST/SMTP_PORT, "
+        "SMTP_TIMEOUT and any firewall between; if the port expects implicit "
+        "TLS (usually 465), set SMTP_SECURITY=tls. The message will be retried."
+    )
+
+
+def test_tls_client_on_a_plain_port_is_permanent(start_smtp_server):
+    server = start_smtp_server(security="starttls")
+
+    with pytest.raises(PermanentMailError) as raised:
+        send_message(server.settings(security="tls"), _message())
+
+    assert str(raised.value) == (
+        f"The TLS handshake with 127.0.0.1:{server.port} failed "
+        "(WRONG_VERSION_NUMBER); check that SMTP_SECURITY matches the port: tls "
+        "for implicit TLS (usually 465), starttls for 587 or 25."
+    )
+
+
 def test_refused_recipient_is_permanent_and_named(start_smtp_server):
     server = start_smtp_server()
     server.handler.refuse_recipient("nobody@example.org")
