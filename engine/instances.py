@@ -179,18 +179,30 @@ def get_task(session: Session, task_id: str) -> HumanTask:
     return task
 
 
-def _locked_task(session: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
-    instance_id = session.scalar(
-        select(HumanTask.instance_id).where(HumanTask.id == task_id)
-    )
-    if instance_id is None:
-        raise NotFound(f"Task {task_id} does not exist; reload your task list.")
-    instance = lock_instance(session, instance_id)
-    task = session.scalars(
-        select(HumanTask)
+def _locked_task(
+    session: Session, task_id: str
+) -> tuple[HumanTask, ProcessInstance, list[HumanTask]]:
+    """Lock the task's instance; return the task, the instance and all its task rows.
+
+    The rows are read after the lock, so they show what the last writer left.
+    """
+    instance = session.scalars(
+        select(ProcessInstance)
+        .join(HumanTask, HumanTask.instance_id == ProcessInstance.id)
         .where(HumanTask.id == task_id)
+        .with_for_update(of=ProcessInstance)
         .execution_options(populate_existing=True)
-    ).one()
+    ).first()
+    if instance is None:
+        raise NotFound(f"Task {task_id} does not exist; reload your task list.")
+    rows = list(
+        session.scalars(
+            select(HumanTask)
+            .where(HumanTask.instance_id == instance.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+    task = next(r for r in rows if r.id == task_id)
     if task.status == TaskStatus.COMPLETED:
         raise TaskAlreadyCompleted(
             f"Task '{task.name}' of request {instance.id} was already completed by "
@@ -202,7 +214,7 @@ def _locked_task(session: Session, task_id: str) -> tuple[HumanTask, ProcessInst
             f"Task '{task.name}' of request {instance.id} is no longer open: the "
             f"request is {instance.status}. Nothing was changed."
         )
-    return task, instance
+    return task, instance, rows
 
 
 def complete_task(
@@ -223,8 +235,8 @@ def complete_task(
     :raises PermissionDenied: ``actor`` may not work this task.
     :raises ValidationFailed: the data does not fit the form; one error per field.
     """
-    task, instance = _locked_task(session, task_id)
-    check_may_work(session, actor, task, instance)
+    task, instance, rows = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance, rows)
     values = validate_form(task.form, data or {})
 
     workflow = load(session, instance)
@@ -235,7 +247,7 @@ def complete_task(
             "workflow any more; reload the request."
         )
     spiff_task.data.update(values)
-    open_rows = _open_rows(session, instance)
+    open_rows = [r for r in rows if r.status == TaskStatus.OPEN]
     try:
         spiff_task.run()
     except SpiffWorkflowException as err:
@@ -278,8 +290,8 @@ def save_task(
     :raises PermissionDenied, ValidationFailed, TaskAlreadyCompleted: as
         :func:`complete_task`.
     """
-    task, instance = _locked_task(session, task_id)
-    check_may_work(session, actor, task, instance)
+    task, instance, rows = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance, rows)
     values = validate_form(task.form, data, partial=True)
     task.saved_data = values
     _history(
@@ -295,7 +307,11 @@ def save_task(
 
 
 def check_may_work(
-    session: Session, actor: Actor, task: HumanTask, instance: ProcessInstance
+    session: Session,
+    actor: Actor,
+    task: HumanTask,
+    instance: ProcessInstance,
+    rows: list[HumanTask] | None = None,
 ) -> None:
     """Raise :class:`PermissionDenied` unless ``actor`` may work ``task``.
 
@@ -310,17 +326,17 @@ def check_may_work(
             f"You started request {instance.id}, so you may not work its task "
             f"'{task.name}': separation of duties requires someone else to do it."
         )
-    earlier = session.scalar(
-        select(HumanTask.id)
-        .where(
-            HumanTask.instance_id == instance.id,
-            HumanTask.task_spec == task.task_spec,
-            HumanTask.completed_by == who,
-            HumanTask.id != task.id,
+    if rows is None:
+        rows = list(
+            session.scalars(
+                select(HumanTask).where(HumanTask.instance_id == instance.id)
+            )
         )
-        .limit(1)
+    earlier = any(
+        r.task_spec == task.task_spec and r.completed_by == who and r.id != task.id
+        for r in rows
     )
-    if earlier is not None and not named:
+    if earlier and not named:
         raise PermissionDenied(
             f"You already completed an earlier '{task.name}' step of request "
             f"{instance.id}; a different person must take this step."
@@ -434,8 +450,8 @@ def _convert(spec: dict[str, Any], raw: Any, validation: dict[str, Any]) -> Any:
 
 def claim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
     """Assign an open task to ``actor``, who must be allowed to work it."""
-    task, instance = _locked_task(session, task_id)
-    check_may_work(session, actor, task, instance)
+    task, instance, rows = _locked_task(session, task_id)
+    check_may_work(session, actor, task, instance, rows)
     task.assignee = actor.username
     _history(
         session,
@@ -450,7 +466,7 @@ def claim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
 
 def unclaim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
     """Put an assigned task back in its queue (the assignee or an administrator)."""
-    task, instance = _locked_task(session, task_id)
+    task, instance, rows = _locked_task(session, task_id)
     if task.assignee != actor.username and not actor.has_role(
         ADMINISTRATOR, instance.domain_path
     ):
@@ -474,7 +490,7 @@ def assign_task(
     session: Session, task_id: str, *, actor: Actor, assignee: Actor
 ) -> HumanTask:
     """Assign an open task to ``assignee``, who must be allowed to work it."""
-    task, instance = _locked_task(session, task_id)
+    task, instance, rows = _locked_task(session, task_id)
     if not (
         actor.has_role(ADMINISTRATOR, instance.domain_path)
         or any(actor.has_role(g, task.domain_path) for g in task.candidate_groups)
@@ -854,6 +870,8 @@ def _create_task_row(session, instance, spiff_task, actor) -> HumanTask:
         due_at=due,
         saved_data={},
     )
+    row.candidate_groups = groups
+    row.candidate_users = users
     row.candidates = [TaskCandidate(kind="group", name=g) for g in groups] + [
         TaskCandidate(kind="user", name=u) for u in users
     ]

@@ -251,6 +251,10 @@ class HumanTask(Base):
     lane: Mapped[str | None] = mapped_column(String(200))
     domain_path: Mapped[str] = mapped_column(String(1000), default="")
     assignee: Mapped[str | None] = mapped_column(String(150))
+    # Kept on the row for reading; TaskCandidate holds the same names indexed,
+    # for the inbox query.
+    candidate_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    candidate_users: Mapped[list[str]] = mapped_column(JSON, default=list)
     form: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=TaskStatus.OPEN)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -261,16 +265,8 @@ class HumanTask(Base):
 
     instance: Mapped[ProcessInstance] = relationship()
     candidates: Mapped[list[TaskCandidate]] = relationship(
-        lazy="selectin", cascade="all, delete-orphan"
+        lazy="noload", cascade="all, delete-orphan"
     )
-
-    @property
-    def candidate_groups(self) -> list[str]:
-        return [c.name for c in self.candidates if c.kind == "group"]
-
-    @property
-    def candidate_users(self) -> list[str]:
-        return [c.name for c in self.candidates if c.kind == "user"]
 
 
 class TaskCandidate(Base):

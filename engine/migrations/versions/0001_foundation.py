@@ -243,6 +243,8 @@ def upgrade() -> None:
         sa.Column("lane", sa.String(length=200), nullable=True),
         sa.Column("domain_path", sa.String(length=1000), nullable=False),
         sa.Column("assignee", sa.String(length=150), nullable=True),
+        sa.Column("candidate_groups", sa.JSON(), nullable=False),
+        sa.Column("candidate_users", sa.JSON(), nullable=False),
         sa.Column("form", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
