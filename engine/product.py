@@ -5,3 +5,5 @@ notification packages plug into it by registering service topics, event
 listeners and worker jobs when they are imported. Entry points (CLI, web app,
 worker, tests) import this module once.
 """
+
+from . import api_tokens  # noqa: F401 - personal API tokens (table api_token)
