@@ -265,7 +265,7 @@ class HumanTask(Base):
 
     instance: Mapped[ProcessInstance] = relationship()
     candidates: Mapped[list[TaskCandidate]] = relationship(
-        lazy="noload", cascade="all, delete-orphan"
+        lazy="select", cascade="all, delete-orphan"
     )
 
 
