@@ -20,9 +20,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(database: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option(
-        "sqlalchemy.url", database.url.render_as_string(hide_password=False)
-    )
+    # Alembic's Config is a ConfigParser: a "%" in the URL (a percent-encoded
+    # password or a search_path option) must be doubled to survive interpolation.
+    url = database.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
