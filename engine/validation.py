@@ -126,13 +126,7 @@ def _check_bpmn(source: SourceFile) -> list[Problem]:
     try:
         _validator().validate(tree, name)
     except ValidationException as err:
-        return [
-            Problem(
-                name,
-                f"the file does not follow the BPMN 2.0 schema: {err}",
-                line=err.line_number or None,
-            )
-        ]
+        return [_schema_problem(source, err)]
 
     problems: list[Problem] = []
     for process in tree.iterfind("bpmn:process", NS):
@@ -234,6 +228,26 @@ def _check_bpmn(source: SourceFile) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _schema_problem(source: SourceFile, err: ValidationException) -> Problem:
+    # lxml spells every element with its full namespace URI; a designer knows
+    # them by the prefix the modeler writes.
+    text = str(err).replace(f"{{{BPMN_NS}}}", "bpmn:").strip().rstrip(".").strip()
+    line = err.line_number or None
+    element_id = None
+    if line:
+        element_id = next(
+            (e.get("id") for e in source.tree.iter() if e.sourceline == line),
+            None,
+        )
+    return Problem(
+        source.filename,
+        f"the file does not follow the BPMN 2.0 schema: {text}; correct it in "
+        "the modeler.",
+        line=line,
+        element_id=element_id,
+    )
 
 
 def _check_dmn(source: SourceFile) -> list[Problem]:
