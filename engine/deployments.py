@@ -148,11 +148,19 @@ def _duplicate_ids(sources: list[SourceFile]) -> list[Problem]:
                         f"id '{key}' is also defined in "
                         f"{seen[key]}; give each process and "
                         "decision a unique id.",
+                        line=_element_line(s, key),
                         element_id=key,
                     )
                 )
             seen[key] = s.filename
     return problems
+
+
+def _element_line(source: SourceFile, element_id: str) -> int | None:
+    for element in source.tree.iter():
+        if element.get("id") == element_id:
+            return element.sourceline
+    return None
 
 
 def _retained_files(session: Session, sources: list[SourceFile]) -> list[SourceFile]:
