@@ -8,3 +8,4 @@ worker, tests) import this module once.
 
 from . import api_tokens  # noqa: F401 - personal API tokens (table api_token)
 from .provisioning import handlers, inventory_models  # noqa: F401
+from .provisioning import request_models, requests  # noqa: F401
