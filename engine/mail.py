@@ -416,7 +416,8 @@ def send_message(settings: SmtpSettings, message: EmailMessage) -> str:
         return smtp.last_reply
 
     answer = _run_session(settings, deliver, retry=True)
-    logger.info(
+    # DEBUG: the outbox logs the one INFO line per message that operators read.
+    logger.debug(
         "Sent e-mail %s to %s through %s:%d: %s",
         message["Message-ID"],
         ", ".join(recipients),

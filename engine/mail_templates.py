@@ -30,6 +30,7 @@ EVENTS: tuple[str, ...] = (
     "reminder",
     "escalation",
     "expired",
+    "incident",
 )
 
 TEMPLATE_KINDS: tuple[str, ...] = ("subject", "text", "html")
@@ -777,6 +778,54 @@ issued for it.</p>
     ),
 )
 
+_INCIDENT = MailTemplate(
+    subject=(
+        "[{{ site_name }}] Incident: request {{ request.business_key }} stopped "
+        "at a failed step"
+    ),
+    text=_text(
+        """\
+Hello,
+
+Request {{ request.business_key }} of {{ user.display_name }} stopped because
+a step failed. It waits until the cause is fixed and the step is retried.
+{% if comment %}
+
+What failed:
+{{ comment }}
+{% endif %}
+
+"""
+        + _TEXT_DETAILS
+        + """\
+
+You receive this message as an administrator of the request's security
+domain. Open the request to see the incident and retry the step:
+{{ link }}
+"""
+    ),
+    html=_html(
+        """\
+<p>Hello,</p>
+<p>Request <strong>{{ request.business_key }}</strong> of
+{{ user.display_name }} stopped because a step failed. It waits until the
+cause is fixed and the step is retried.</p>
+{% if comment %}
+<p>What failed:</p>
+"""
+        + _HTML_COMMENT
+        + """\
+{% endif %}
+"""
+        + _HTML_DETAILS
+        + """\
+<p>You receive this message as an administrator of the request's security
+domain. Open the request to see the incident and retry the step.</p>
+"""
+        + _html_button("Open the request")
+    ),
+)
+
 DEFAULT_TEMPLATES: MappingProxyType[str, MailTemplate] = MappingProxyType(
     {
         "submitted": _SUBMITTED,
@@ -790,5 +839,6 @@ DEFAULT_TEMPLATES: MappingProxyType[str, MailTemplate] = MappingProxyType(
         "reminder": _REMINDER,
         "escalation": _ESCALATION,
         "expired": _EXPIRED,
+        "incident": _INCIDENT,
     }
 )

@@ -11,6 +11,7 @@ items it handled.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import threading
@@ -28,6 +29,17 @@ logger = logging.getLogger(__name__)
 
 Job = Callable[[Database, Settings], int]
 _jobs: dict[str, Job] = {}
+# The stop event of the Worker running in this thread, so that a job working
+# through many items can stop after the current one (see stop_requested).
+_stopping: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "worker_stopping", default=None
+)
+
+
+def stop_requested() -> bool:
+    """Tell whether the worker running the current job has been asked to stop."""
+    stopping = _stopping.get()
+    return stopping is not None and stopping.is_set()
 
 
 def register_job(name: str, job: Job) -> None:
@@ -43,6 +55,8 @@ def fire_due_timers(
         due = [t.id for t in instances.due_timers(session, now)]
     fired = 0
     for timer_id in due:
+        if stop_requested():
+            break
         try:
             with db.write() as session:
                 if instances.fire_timer(session, timer_id, settings=settings):
@@ -86,6 +100,7 @@ class Worker:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         logger.info("Worker started", extra={"jobs": sorted(_jobs)})
+        token = _stopping.set(self._stop)
         passes = 0
         while not self._stop.is_set():
             try:
@@ -98,4 +113,5 @@ class Worker:
                 break
             if not handled:
                 self._stop.wait(self.interval)
+        _stopping.reset(token)
         logger.info("Worker stopped")

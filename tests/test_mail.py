@@ -631,7 +631,7 @@ def test_render_rejects_an_unknown_event():
     assert str(raised.value) == (
         "Unknown e-mail event 'delivered'; known events are submitted, "
         "approval_needed, distribution_needed, approved, rejected, cancelled, "
-        "completed, failed, reminder, escalation, expired."
+        "completed, failed, reminder, escalation, expired, incident."
     )
 
 
