@@ -758,6 +758,9 @@ def _persist(session, instance, workflow, actor, open_rows) -> None:
     if instance.status in InstanceStatus.ACTIVE:
         for t in workflow.get_tasks(state=TaskState.READY, manual=True):
             ready[str(t.id)] = t
+    # Timers first, so that history tells the fired timer before the tasks it
+    # cancelled or created.
+    _sync_timers(session, instance, workflow, now)
     for row in open_rows:
         if row.status == TaskStatus.OPEN and row.id not in ready:
             row.status = TaskStatus.CANCELLED
@@ -774,8 +777,6 @@ def _persist(session, instance, workflow, actor, open_rows) -> None:
     for task_id, spiff_task in ready.items():
         if task_id not in known:
             _create_task_row(session, instance, spiff_task, actor)
-
-    _sync_timers(session, instance, workflow, now)
 
     if workflow.completed and instance.status in InstanceStatus.ACTIVE:
         instance.status = InstanceStatus.COMPLETED
