@@ -1,0 +1,156 @@
+"""Timers: stored with their due time, fired by the worker once, across restarts."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from helpers_engine import (
+    APPROVER,
+    REQUESTER,
+    actions,
+    complete,
+    count,
+    deploy,
+    open_tasks,
+    start,
+    task_of,
+)
+from sqlalchemy import select
+
+from engine import instances
+from engine.db import Database
+from engine.models import HistoryEntry, HumanTask, Timer
+from engine.worker import Worker, fire_due_timers
+
+
+@pytest.fixture
+def waiting_on_timer(database) -> int:
+    """An instance whose first task is done and which now waits one second."""
+    deploy(database, "engine_timer.bpmn")
+    instance_id = start(database, "engine_timer")
+    complete(database, task_of(database, instance_id, "before_timer").id, APPROVER)
+    return instance_id
+
+
+def timers(database, instance_id) -> list[Timer]:
+    with database.read() as session:
+        rows = list(
+            session.scalars(select(Timer).where(Timer.instance_id == instance_id))
+        )
+        session.expunge_all()
+        return rows
+
+
+def wait_until(moment: datetime) -> None:
+    """Sleep until the wall clock has passed ``moment``; the engine reads it too."""
+    remaining = (moment - datetime.now(UTC)).total_seconds()
+    if remaining > 0:
+        time.sleep(remaining + 0.05)
+
+
+def test_waiting_timer_is_stored_with_its_due_time(database, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+    with database.read() as session:
+        completed_at = session.scalars(
+            select(HumanTask.completed_at).where(HumanTask.task_spec == "before_timer")
+        ).one()
+
+    assert (timer.element_id, timer.status, timer.fired_at) == (
+        "wait_a_second",
+        "waiting",
+        None,
+    )
+    assert timer.due_at.tzinfo is not None
+    assert timedelta(0) < timer.due_at - completed_at <= timedelta(seconds=2)
+    assert open_tasks(database, waiting_on_timer) == []
+
+
+def test_timer_is_not_fired_before_it_is_due(database, settings, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+
+    fired = fire_due_timers(database, settings, now=timer.due_at - timedelta(1))
+
+    assert fired == 0
+    assert [t.status for t in timers(database, waiting_on_timer)] == ["waiting"]
+
+
+def test_due_timer_fires_and_the_instance_runs_on(database, settings, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+    wait_until(timer.due_at)
+
+    assert fire_due_timers(database, settings) == 1
+
+    (fired,) = timers(database, waiting_on_timer)
+    assert (fired.status, fired.fired_at is not None) == ("fired", True)
+    assert [t.task_spec for t in open_tasks(database, waiting_on_timer)] == [
+        "after_timer"
+    ]
+    assert actions(database, waiting_on_timer)[-2:] == ["timer_fired", "task_created"]
+
+
+def test_timer_fires_after_a_restart_and_only_once(database, settings, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+    url = database.url.render_as_string(hide_password=False)
+    database.dispose()
+    wait_until(timer.due_at)
+
+    restarted = Database(url)
+    try:
+        Worker(restarted, settings).run(install_signal_handlers=False, max_passes=1)
+        Worker(restarted, settings).run(install_signal_handlers=False, max_passes=1)
+        assert fire_due_timers(restarted, settings) == 0
+    finally:
+        restarted.dispose()
+
+    assert [t.status for t in timers(database, waiting_on_timer)] == ["fired"]
+    assert (
+        count(
+            database,
+            HistoryEntry,
+            HistoryEntry.instance_id == waiting_on_timer,
+            HistoryEntry.action == "timer_fired",
+        )
+        == 1
+    )
+    assert [t.task_spec for t in open_tasks(database, waiting_on_timer)] == [
+        "after_timer"
+    ]
+
+
+def test_fire_timer_twice_fires_once(database, settings, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+    wait_until(timer.due_at)
+
+    with database.write() as session:
+        first = instances.fire_timer(session, timer.id, settings=settings)
+    with database.write() as session:
+        second = instances.fire_timer(session, timer.id, settings=settings)
+
+    assert (first, second) == (True, False)
+
+
+def test_cancelling_the_instance_cancels_its_timers(database, waiting_on_timer):
+    with database.write() as session:
+        instances.cancel_instance(
+            session, waiting_on_timer, actor=REQUESTER, reason="Changed my mind"
+        )
+
+    assert [(t.status, t.fired_at) for t in timers(database, waiting_on_timer)] == [
+        ("cancelled", None)
+    ]
+    with database.read() as session:
+        assert instances.due_timers(session, datetime.now(UTC) + timedelta(1)) == []
+
+
+def test_instance_completes_after_the_timer(database, settings, waiting_on_timer):
+    (timer,) = timers(database, waiting_on_timer)
+    wait_until(timer.due_at)
+    fire_due_timers(database, settings)
+
+    status = complete(
+        database, task_of(database, waiting_on_timer, "after_timer").id, APPROVER
+    )
+
+    assert status == "completed"
