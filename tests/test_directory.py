@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers_inventory import PASSWORD, seed
 from sqlalchemy import func, select
 
 from engine.errors import ConflictError, NotFound, ValidationFailed
@@ -11,7 +12,6 @@ from engine.models import RoleGrant, SecurityDomain, User
 from engine.provisioning import directory, inventory
 from engine.provisioning.demo import DEMO_PASSWORD, DEMO_USERS, load_demo_data
 from engine.provisioning.inventory_models import Token, TokenEvent
-from helpers_inventory import PASSWORD, seed
 
 
 def test_domains_form_a_tree(database):
