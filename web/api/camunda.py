@@ -1,0 +1,398 @@
+"""A subset of the Camunda 7 REST API, enough for Camunda Modeler's buttons.
+
+Process designers keep the modeler they know: its "Deploy" button sends the
+diagram to ``POST /engine-rest/deployment/create`` and its "Start instance"
+button posts to ``/engine-rest/process-definition/{id}/start``; before
+either, it checks the connection with ``GET /engine-rest/deployment?maxResults=0``
+and reads ``GET /engine-rest/version``. Answers and errors take Camunda's
+shapes, because that is what the modeler reads: a refused diagram answers
+with a ``ParseException`` whose message starts with Camunda's parse-error
+code, so that the modeler shows our explanation of what is wrong.
+
+Differences from Camunda, on purpose:
+
+* Definition ids are ``key:version:number``, as Camunda's look; deployment ids
+  are our deployment numbers as strings.
+* Deploying unchanged files creates nothing (our deployments always filter
+  duplicates); the answer then names the existing deployment and lists the
+  current definitions of the files' processes, so "Start instance" still
+  works.
+* Only the latest version of a process can be started.
+* Deploying and starting need the administrator role in a top-level security
+  domain: a process started here bypasses the request forms of the console.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from engine import deployments, instances
+from engine.errors import DeploymentError, NotFound, ProvisioningError
+from engine.models import Deployment, ProcessDefinition
+
+from . import errors
+from .auth import authenticate, require_global_admin
+from .errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("engine_rest", __name__, url_prefix="/engine-rest")
+
+#: the Camunda version we answer to, recent enough for every modeler feature
+#: of the deploy and start dialogs
+CAMUNDA_VERSION = "7.21.0"
+#: the prefix Camunda Modeler looks for to show a message as a diagram error
+PARSE_ERROR_PREFIX = "ENGINE-09005 Could not parse BPMN process."
+SOURCE = "Camunda Modeler"
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if request.endpoint == "engine_rest.version":
+        return
+    authenticate()
+
+
+@bp.errorhandler(Exception)
+def _error(err: Exception) -> Response:
+    return camunda_error(err)
+
+
+def camunda_error(err: Exception) -> Response:
+    """Answer an error in Camunda's shape: {"type", "message", "code"}."""
+    if isinstance(err, DeploymentError):
+        return _parse_exception(err)
+    if isinstance(err, ApiError):
+        status, kind, message = err.status, _kind(err.status), err.message
+    elif isinstance(err, ProvisioningError):
+        status = errors.status_of(err)
+        kind, message = _kind(status), str(err)
+    elif isinstance(err, HTTPException):
+        status = err.code or 500
+        kind, message = _kind(status), err.description or err.name
+    else:
+        status = 500
+        kind = "ProcessEngineException"
+        _, message = errors.unexpected(err)
+
+    response = jsonify({"type": kind, "message": message, "code": 0})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="engine-rest"'
+    return response
+
+
+def _kind(status: int) -> str:
+    return {
+        401: "AuthenticationException",
+        403: "AuthorizationException",
+        404: "RestException",
+    }.get(status, "InvalidRequestException" if status < 500 else "RestException")
+
+
+def _parse_exception(err: DeploymentError) -> Response:
+    details: dict[str, dict[str, list]] = {}
+    for problem in err.problems:
+        element_ids = [problem.element_id] if problem.element_id else []
+        details.setdefault(problem.file, {"errors": [], "warnings": []})[
+            "errors"
+        ].append(
+            {
+                "message": problem.message,
+                "line": problem.line or 0,
+                "column": 0,
+                "mainElementId": problem.element_id,
+                "elementIds": element_ids,
+            }
+        )
+    summary = "; ".join(str(p) for p in err.problems)
+    response = jsonify(
+        {
+            "type": "ParseException",
+            "message": f"{PARSE_ERROR_PREFIX} Errors: {summary}",
+            "code": 0,
+            "details": details,
+        }
+    )
+    response.status_code = 400
+    return response
+
+
+def database():
+    return current_app.extensions["database"]
+
+
+def camunda_time(value: datetime) -> str:
+    """Format a time as Camunda does: 2024-01-23T13:59:43.000+0000."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{value.microsecond // 1000:03d}" + value.strftime("%z")
+    )
+
+
+def definition_id(row: ProcessDefinition) -> str:
+    return f"{row.key}:{row.version}:{row.id}"
+
+
+def _definition(row: ProcessDefinition) -> dict[str, Any]:
+    return {
+        "id": definition_id(row),
+        "key": row.key,
+        "category": "http://bpmn.io/schema/bpmn",
+        "description": None,
+        "name": row.name,
+        "version": row.version,
+        "resource": row.file.filename,
+        "deploymentId": str(row.deployment_id),
+        "diagram": None,
+        "suspended": False,
+        "tenantId": None,
+        "versionTag": None,
+        "historyTimeToLive": None,
+        "startableInTasklist": True,
+    }
+
+
+def _deployment(row: Deployment) -> dict[str, Any]:
+    return {
+        "links": [
+            {
+                "method": "GET",
+                "href": f"{request.host_url}engine-rest/deployment/{row.id}",
+                "rel": "self",
+            }
+        ],
+        "id": str(row.id),
+        "name": row.name,
+        "source": row.source,
+        "deploymentTime": camunda_time(row.deployed_at),
+        "tenantId": None,
+    }
+
+
+@bp.get("/version")
+def version():
+    """Answer the Camunda version the modeler should assume."""
+    return jsonify({"version": CAMUNDA_VERSION})
+
+
+@bp.get("/deployment")
+def list_deployments():
+    """List deployments (the modeler calls it with maxResults=0 to test access)."""
+    first = _int_arg("firstResult", 0)
+    count = _int_arg("maxResults", 100)
+    with database().read() as session:
+        if count == 0:
+            return jsonify([])
+        rows = session.scalars(
+            select(Deployment).order_by(Deployment.id).offset(first).limit(count)
+        )
+        return jsonify([_deployment(row) for row in rows])
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit():
+        raise ApiError(400, f"Cannot set query parameter '{name}' to value '{raw}'.")
+    return min(int(raw), 1000)
+
+
+@bp.post("/deployment/create")
+def create_deployment():
+    """Deploy the files of a multipart request, as Camunda Modeler sends them."""
+    who = require_global_admin("Deploying")
+    files = [
+        (upload.filename or name, upload.read())
+        for name, upload in request.files.items(multi=True)
+    ]
+    if not files:
+        raise ApiError(
+            400,
+            "No resources contained in the deployment: send each .bpmn or .dmn "
+            "file as a multipart file part.",
+        )
+    name = request.form.get("deployment-name") or None
+    source = request.form.get("deployment-source") or "engine-rest"
+    # Every deployment here filters duplicates (see the module docstring), so
+    # enable-duplicate-filtering and deploy-changed-only need no handling.
+
+    with database().write() as session:
+        result = deployments.deploy(
+            session,
+            files,
+            deployed_by=who.username,
+            source=source[:200],
+            name=name,
+            max_bytes=current_app.extensions["settings"].max_upload_bytes,
+        )
+        answer = _deployment_answer(session, result)
+    logger.info(
+        "Deployment from %s by %s: %s",
+        source,
+        who.username,
+        "new" if result.changed else "unchanged",
+        extra={"deployment_id": result.deployment_id},
+    )
+    return jsonify(answer)
+
+
+def _deployment_answer(session, result) -> dict[str, Any]:
+    process_keys = [i.key for i in result.items if i.kind == "process"]
+    rows = [deployments.latest_definition(session, key) for key in process_keys]
+    if result.deployment_id is not None:
+        shown = [r for r in rows if r.deployment_id == result.deployment_id]
+        deployment = session.get(Deployment, result.deployment_id)
+    else:
+        shown = rows
+        deployment = session.get(Deployment, rows[0].deployment_id) if rows else None
+
+    if deployment is None:
+        # Only decisions, all unchanged: name the latest deployment of one.
+        deployment = session.scalars(
+            select(Deployment).order_by(Deployment.id.desc()).limit(1)
+        ).one()
+    return {
+        **_deployment(deployment),
+        "deployedProcessDefinitions": {definition_id(r): _definition(r) for r in shown},
+        "deployedCaseDefinitions": None,
+        "deployedDecisionDefinitions": None,
+        "deployedDecisionRequirementsDefinitions": None,
+    }
+
+
+@bp.post("/process-definition/key/<key>/start")
+def start_by_key(key: str):
+    """Start the latest version of process ``key``."""
+    return _start(key, None)
+
+
+@bp.post("/process-definition/<definition>/start")
+def start_by_id(definition: str):
+    """Start a process by definition id (key:version:number)."""
+    parts = definition.split(":")
+    if len(parts) != 3 or not parts[1].isdigit():
+        raise ApiError(
+            404,
+            f"No matching definition with id {definition}; ids look like "
+            "'key:version:number', as in the answer of deployment/create.",
+        )
+    return _start(parts[0], int(parts[1]))
+
+
+def _start(key: str, version: int | None):
+    who = require_global_admin("Starting a process from the modeler")
+    body = request.get_json(silent=True) if request.get_data(cache=True) else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    variables = _variables(body.get("variables") or {})
+    business_key = body.get("businessKey")
+    if business_key is not None and not isinstance(business_key, str):
+        raise ApiError(400, "businessKey must be a string.")
+
+    with database().write() as session:
+        try:
+            latest = deployments.latest_definition(session, key)
+        except NotFound:
+            raise ApiError(
+                404, f"No matching process definition with key: {key} and no tenant-id"
+            ) from None
+        if version is not None and version != latest.version:
+            raise ApiError(
+                400,
+                f"Process '{key}' version {version} is not the latest (that is "
+                f"version {latest.version}); only the latest version can be started.",
+            )
+        instance = instances.start_instance(
+            session,
+            key,
+            actor=who,
+            business_key=business_key,
+            variables=variables,
+            settings=current_app.extensions["settings"],
+        )
+        answer = {
+            "links": [
+                {
+                    "method": "GET",
+                    "href": f"{request.host_url}engine-rest/process-instance/"
+                    f"{instance.id}",
+                    "rel": "self",
+                }
+            ],
+            "id": str(instance.id),
+            "definitionId": definition_id(instance.definition),
+            "businessKey": instance.business_key,
+            "caseInstanceId": None,
+            "ended": instance.status in ("completed", "cancelled"),
+            "suspended": False,
+            "tenantId": None,
+        }
+    return jsonify(answer)
+
+
+_CONVERTERS = {
+    "string": lambda v: v if isinstance(v, str) else None,
+    "boolean": lambda v: v if isinstance(v, bool) else None,
+    "integer": lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+    "long": lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+    "short": lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+    "double": lambda v: (
+        float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    ),
+    "date": lambda v: v if isinstance(v, str) else None,
+}
+
+
+def _variables(raw: Any) -> dict[str, Any]:
+    """Turn Camunda's {"name": {"value": ..., "type": ...}} into plain values."""
+    if not isinstance(raw, dict):
+        raise ApiError(400, "variables must be an object of name to {value, type}.")
+    values: dict[str, Any] = {}
+    for name, typed in raw.items():
+        if not isinstance(typed, dict):
+            raise ApiError(
+                400, f"Variable '{name}' must be an object with 'value' and 'type'."
+            )
+        value, kind = typed.get("value"), str(typed.get("type") or "").lower()
+        if value is None or kind == "null":
+            values[name] = None
+        elif kind == "json":
+            values[name] = _json_value(name, value)
+        elif kind in _CONVERTERS:
+            converted = _CONVERTERS[kind](value)
+            if converted is None:
+                raise ApiError(
+                    400,
+                    f"Cannot convert value '{value}' of variable '{name}' to type "
+                    f"{typed.get('type')}.",
+                )
+            values[name] = converted
+        elif kind == "":
+            values[name] = value
+        else:
+            raise ApiError(
+                400,
+                f"Unsupported value type '{typed.get('type')}' of variable '{name}'; "
+                "use String, Boolean, Integer, Long, Short, Double, Date, Json or "
+                "Null.",
+            )
+    return values
+
+
+def _json_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ApiError(
+            400, f"Variable '{name}' of type Json does not hold valid JSON."
+        ) from None
