@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from functools import lru_cache
@@ -89,6 +90,10 @@ _DEFAULT_SENDER = "Token Provisioning <provisioning@localhost>"
 _RESERVED_HEADERS = frozenset(
     {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
 )
+# Python's folding of headers at 78 columns can break a subject right after
+# "Subject:", which some clients then show with a leading space; RFC 5322
+# allows 998 characters a line, and the body encoding is unaffected.
+_MESSAGE_POLICY = policy.default.clone(max_line_length=998)
 _MESSAGE_ID_PART = re.compile(r"[A-Za-z0-9._-]+")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
@@ -340,7 +345,7 @@ def build_message(
                 "argument instead of in 'headers'."
             )
 
-    message = EmailMessage()
+    message = EmailMessage(policy=_MESSAGE_POLICY)
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["Subject"] = subject

@@ -26,6 +26,7 @@ from engine.models import (
     TaskStatus,
     User,
 )
+from engine.provisioning.requests import REQUEST_TYPES
 
 from .recipients import SELF_SERVICE_PREFIX
 
@@ -125,7 +126,7 @@ def template_context(
         "request": {
             "id": str(request_id),
             "business_key": instance.business_key or f"#{instance.id}",
-            "type_label": instance.definition.name or instance.process_key,
+            "type_label": _type_label(instance),
             "created": instance.created_at,
             "updated": instance.updated_at,
             "status": _status(instance),
@@ -189,3 +190,11 @@ def _current_step(session: Session, instance: ProcessInstance) -> str | None:
         .order_by(HumanTask.created_at)
     ).all()
     return ", ".join(dict.fromkeys(names)) or None
+
+
+def _type_label(instance: ProcessInstance) -> str:
+    """Return the request type as people call it."""
+    request_type = REQUEST_TYPES.get(instance.process_key)
+    if request_type is not None:
+        return request_type.label
+    return instance.definition.name or instance.process_key
