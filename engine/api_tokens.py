@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
-from sqlalchemy import JSON, ForeignKey, String, select
+from sqlalchemy import JSON, ForeignKey, String, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .config import Settings
@@ -93,6 +93,8 @@ class TokenIdentity:
     token_id: int
     user: User
     actor: Actor
+    #: the recorded last use is older than :data:`LAST_USED_RESOLUTION`
+    stale: bool = False
 
 
 def digest(secret: str) -> str:
@@ -174,8 +176,8 @@ def resolve_token(
     """Return who a presented token stands for, or None if it does not work.
 
     A token does not work when it is unknown, revoked or expired, or when its
-    owner is inactive. The last-used time is updated (at most once a minute),
-    so call this in a session that may write.
+    owner is inactive. Nothing is written; when the result is ``stale``, call
+    :func:`record_use` in a write transaction.
     """
     if not secret or not secret.startswith(TOKEN_PREFIX):
         return None
@@ -188,9 +190,28 @@ def resolve_token(
     if token.expires_at is not None and token.expires_at <= now:
         return None
 
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-    return TokenIdentity(token.id, token.user, token_actor(token.user, token.roles))
+    stale = (
+        token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+    )
+    return TokenIdentity(
+        token.id, token.user, token_actor(token.user, token.roles), stale
+    )
+
+
+def record_use(session: Session, token_id: int, *, now: datetime | None = None) -> None:
+    """Record that a token was used now, unless that was recorded lately."""
+    now = now or utcnow()
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id)
+        .where(
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < now - LAST_USED_RESOLUTION,
+            )
+        )
+        .values(last_used_at=now)
+    )
 
 
 def token_actor(user: User, roles: list[str] | None) -> Actor:
