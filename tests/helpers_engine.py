@@ -98,9 +98,7 @@ def actions(db: Database, instance_id: int) -> list[str]:
         )
 
 
-def add_user(
-    session, username: str, domain_path: str, grants: tuple = ()
-) -> User:
+def add_user(session, username: str, domain_path: str, grants: tuple = ()) -> User:
     """Create a user in ``domain_path`` (creating the domains) with role grants."""
     user = User(
         username=username,

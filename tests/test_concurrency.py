@@ -84,8 +84,7 @@ def test_two_threads_complete_one_task(database, waiting_task):
             outcomes[actor.username] = err
 
     threads = [
-        threading.Thread(target=attempt, args=(a,))
-        for a in (APPROVER, SECOND_APPROVER)
+        threading.Thread(target=attempt, args=(a,)) for a in (APPROVER, SECOND_APPROVER)
     ]
     for t in threads:
         t.start()

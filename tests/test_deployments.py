@@ -238,9 +238,7 @@ def test_deployment_records_who_when_source_and_checksums(database):
         assert deployment.name == "approval.bpmn, engine_policy.dmn"
         assert deployment.deployed_at.tzinfo is not None
         assert deployment.deployed_at >= before.replace(microsecond=0)
-        files = {
-            f.filename: (f.sha256, f.size, f.content) for f in deployment.files
-        }
+        files = {f.filename: (f.sha256, f.size, f.content) for f in deployment.files}
     for name in ("approval.bpmn", "engine_policy.dmn"):
         content = (DATA / name).read_bytes()
         assert files[name] == (

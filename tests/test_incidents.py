@@ -151,15 +151,11 @@ def failed_service(database, shipper) -> int:
     return instance_id
 
 
-def test_failing_handler_opens_an_incident_with_its_message(
-    database, failed_service
-):
+def test_failing_handler_opens_an_incident_with_its_message(database, failed_service):
     (incident,) = incidents(database, failed_service)
 
     assert (incident.element_id, incident.status) == ("ship", "open")
-    assert incident.message == (
-        "The shipping service is down; retry once it is back."
-    )
+    assert incident.message == ("The shipping service is down; retry once it is back.")
     assert status(database, failed_service) == "incident"
 
 

@@ -90,7 +90,9 @@ def test_due_timer_fires_and_the_instance_runs_on(database, settings, waiting_on
     assert actions(database, waiting_on_timer)[-2:] == ["timer_fired", "task_created"]
 
 
-def test_timer_fires_after_a_restart_and_only_once(database, settings, waiting_on_timer):
+def test_timer_fires_after_a_restart_and_only_once(
+    database, settings, waiting_on_timer
+):
     (timer,) = timers(database, waiting_on_timer)
     url = database.url.render_as_string(hide_password=False)
     database.dispose()

@@ -128,7 +128,7 @@ BAD_DIAGRAMS = [
         "engine_bad_entry.dmn",
         "engine_bad_entry.dmn, line 10, element 'engine_bad_entry': input entry "
         "'\"hardware\" +' does not compile: Line 1: syntax error: invalid syntax; "
-        'write a value such as "hardware", a comparison such as \'> 2\', or \'-\' '
+        "write a value such as \"hardware\", a comparison such as '> 2', or '-' "
         "for any.",
     ),
 ]
@@ -217,7 +217,7 @@ def test_bad_decision_table_with_its_process_is_refused(database):
     assert text == one_problem(
         "engine_bad_entry.dmn, line 10, element 'engine_bad_entry': input entry "
         "'\"hardware\" +' does not compile: Line 1: syntax error: invalid syntax; "
-        'write a value such as "hardware", a comparison such as \'> 2\', or \'-\' '
+        "write a value such as \"hardware\", a comparison such as '> 2', or '-' "
         "for any."
     )
 
