@@ -14,6 +14,7 @@ from helpers_provisioning import SHIPPING_ADDRESS, make_org
 from smtp_server import smtp_servers
 from sqlalchemy import select
 
+from engine import instances
 from engine.identity import actor_for
 from engine.models import Incident
 from engine.notifications import OutboxMessage
@@ -147,9 +148,12 @@ def test_software_token_completion_carries_the_activation_link(
         if m.message["X-Provisioning-Event"] == "completed"
     ]
     assert len(completed) == 1
-    text = completed[0].get_body(("plain",)).get_content()
-    assert f"{BASE_URL}/" in text
-    assert "/activate/" in text or "activation" in text
+    with database.read() as session:
+        instance_id = org.request(request_id).instance_id
+        link = instances.describe_instance(session, instance_id).data["activation_link"]
+    assert link.startswith(BASE_URL)
+    assert link in completed[0].get_body(("plain",)).get_content()
+    assert link in completed[0].get_body(("html",)).get_content()
 
 
 def test_cancelling_a_request_tells_the_requester(
