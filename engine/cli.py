@@ -37,6 +37,11 @@ class Context:
             self._db = Database.from_settings(self.settings)
         return self._db
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+
 
 def handle_errors(func):
     """Turn engine errors into a one-line message and exit status 1."""
@@ -79,6 +84,8 @@ def main(ctx: click.Context, log_format: str | None, verbose: bool) -> None:
     """Run and administer the token provisioning workflows."""
     configure_logging(log_format, logging.DEBUG if verbose else None)
     ctx.ensure_object(Context)
+    # Close pooled connections when the command ends, not when Python exits.
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.group()
