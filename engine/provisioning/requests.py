@@ -951,9 +951,10 @@ def _completed_outcome(session, request: ProvisioningRequest) -> str:
                 if token.tracking_number
                 else ""
             )
+            carrier = _CARRIERS.get(token.carrier or "", token.carrier or "")
             texts.append(
                 f"Token {token.serial} ({token.model.code}) shipped by "
-                f"{token.carrier or 'an unnamed carrier'}{tracking}."
+                f"{carrier or 'an unnamed carrier'}{tracking}."
             )
     return " ".join(texts)
 
