@@ -344,10 +344,14 @@ class ImportRefused(ValidationFailed):
         self.report = report
         errors = report.errors
         lines = "\n".join(f"  {row}" for row in errors)
-        noun = "line has an error" if len(errors) == 1 else "lines have errors"
+        noun, it = (
+            ("line has an error", "it")
+            if len(errors) == 1
+            else ("lines have errors", "them")
+        )
         super().__init__(
             f"Import refused, nothing was imported: {len(errors)} {noun}. Fix "
-            f"them and import the file again, or skip the bad lines.\n{lines}"
+            f"{it} and import the file again, or skip the bad lines.\n{lines}"
         )
 
 
