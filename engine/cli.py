@@ -151,15 +151,18 @@ def definitions(context: Context) -> None:
 def _json_object(value: str | None, option: str) -> dict:
     if not value:
         return {}
+    # A ProvisioningError, not click.BadParameter: a usage error would exit
+    # with status 2 and print the usage text instead of one line.
     try:
         data = json.loads(value)
     except json.JSONDecodeError as err:
-        raise click.BadParameter(
-            f"is not valid JSON ({err.msg} at column {err.colno})", param_hint=option
+        raise ValidationFailed(
+            f"{option} is not valid JSON ({err.msg} at column {err.colno}); "
+            'give a JSON object such as {"name": "value"}.'
         ) from None
     if not isinstance(data, dict):
-        raise click.BadParameter(
-            'must be a JSON object such as {"a": 1}', param_hint=option
+        raise ValidationFailed(
+            f'{option} must be a JSON object such as {{"name": "value"}}.'
         )
     return data
 
