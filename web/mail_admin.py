@@ -399,16 +399,15 @@ def outbox():
     status = request.args.get("status") or None
     if status is not None and status not in OutboxStatus.ALL:
         abort(404)
+    # Rendered inside the transaction: the read session expires the rows.
     with _db().read() as session:
-        counts = outbox_counts(session)
-        rows = list_outbox(session, status=status, limit=200)
-    return render_template(
-        "mail_admin/outbox.html",
-        rows=rows,
-        counts=counts,
-        status=status,
-        resend_form=ResendForm(),
-    )
+        return render_template(
+            "mail_admin/outbox.html",
+            rows=list_outbox(session, status=status, limit=200),
+            counts=outbox_counts(session),
+            status=status,
+            resend_form=ResendForm(),
+        )
 
 
 @bp.post("/outbox/<outbox_id>/resend")

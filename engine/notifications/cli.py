@@ -77,17 +77,17 @@ test.__test__ = False  # type: ignore[attr-defined]
 @handle_errors
 def show_outbox(context: Context, status: str | None, limit: int) -> None:
     """List outbox messages, newest first, with the server's last answer."""
+    # Rows are read inside the transaction: the read session expires them.
     with context.db.read() as session:
         counts = outbox_counts(session)
-        rows = list_outbox(session, status=status, limit=limit)
-    click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
-    for row in rows:
-        click.echo(
-            f"{row.id}  {row.status:<8} {row.attempts}x  {row.event:<20} "
-            f"{row.recipient}  {row.business_key}"
-        )
-        if row.status != OutboxStatus.SENT and row.last_error:
-            click.echo(f"    {row.last_error}")
+        click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+        for row in list_outbox(session, status=status, limit=limit):
+            click.echo(
+                f"{row.id}  {row.status:<8} {row.attempts}x  {row.event:<20} "
+                f"{row.recipient}  {row.business_key}"
+            )
+            if row.status != OutboxStatus.SENT and row.last_error:
+                click.echo(f"    {row.last_error}")
 
 
 @mail.command("resend")
