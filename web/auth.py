@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from flask import current_app
-from flask_login import UserMixin, current_user
+from functools import wraps
+
+from flask import abort, current_app, session
+from flask_login import (
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
 from sqlalchemy import select
 
 from engine.identity import Actor, actor_from_user
@@ -56,3 +64,39 @@ def load_user(user_id: str) -> LoginUser | None:
 
 def current_actor() -> Actor:
     return current_user.actor
+
+
+def role_required(*roles: str):
+    """Refuse a view with 403 unless the signed-in user holds one of ``roles``.
+
+    The role may be held in any security domain; views that act on one
+    request or user check the scope again against its domain.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not any(current_user.actor.has_role(r) for r in roles):
+                needed = " or ".join(r.replace("_", " ") for r in roles)
+                abort(403, description=f"This page needs the {needed} role.")
+            return view(*args, **kwargs)
+
+        return login_required(wrapper)
+
+    return decorate
+
+
+def sign_in(user: User) -> LoginUser:
+    """Start a session for ``user`` (already authenticated) and return it."""
+    session.clear()
+    signed_in = LoginUser(user)
+    login_user(signed_in)
+    return signed_in
+
+
+def sign_out() -> None:
+    """End the current session, keeping nothing of it."""
+    logout_user()
+    session.clear()

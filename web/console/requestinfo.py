@@ -1,0 +1,106 @@
+"""Where the inbox meets the provisioning request behind a task.
+
+A task of a provisioning request is decided and distributed through
+:mod:`engine.provisioning.requests`, which records the comment, the note and
+the delivery on the request; a task of any other process is completed with
+the plain engine functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import instances
+from engine.config import Settings
+from engine.identity import Actor
+from engine.models import HumanTask
+from engine.provisioning import inventory
+from engine.provisioning import requests as provisioning
+from engine.provisioning.request_models import ProvisioningRequest
+
+APPROVAL_TASKS = {"approve_request"}
+HARDWARE_DISTRIBUTION = "distribute_token"
+SOFTWARE_DISTRIBUTION = "distribute_software_token"
+
+
+def for_instance(session: Session, instance_id: int) -> ProvisioningRequest | None:
+    """Return the provisioning request run by an instance, if it is one."""
+    return session.scalars(
+        select(ProvisioningRequest).where(
+            ProvisioningRequest.instance_id == instance_id
+        )
+    ).first()
+
+
+def available_serials(
+    session: Session, actor: Actor, task: HumanTask, data: dict[str, Any]
+) -> list | None:
+    """Return the tokens a distributor may pick for a hardware distribution task."""
+    if task.task_spec != HARDWARE_DISTRIBUTION or not data.get("token_model"):
+        return None
+    return inventory.available_serials(
+        session,
+        actor,
+        model_code=str(data["token_model"]),
+        domain_path=task.domain_path,
+    )
+
+
+def submit_task(
+    session: Session,
+    actor: Actor,
+    task_id: str,
+    action: str,
+    data: dict[str, Any],
+    settings: Settings,
+) -> str:
+    """Complete (or, with ``action`` 'defer', save) a task; return what happened."""
+    task = instances.get_task(session, task_id)
+    request = for_instance(session, task.instance_id)
+    if request is not None and task.task_spec in APPROVAL_TASKS:
+        decision = "defer" if action == "defer" else data.get("decision", "")
+        provisioning.decide(
+            session,
+            actor,
+            task_id,
+            decision=decision,
+            comment=data.get("comment", "") or "",
+            note=data.get("note", "") or "",
+            token_model=data.get("token_model") or None,
+            settings=settings,
+        )
+        return _decided(decision, task, request)
+    if (
+        request is not None
+        and action != "defer"
+        and task.task_spec in (HARDWARE_DISTRIBUTION, SOFTWARE_DISTRIBUTION)
+    ):
+        provisioning.distribute(
+            session,
+            actor,
+            task_id,
+            serial_number=data.get("serial_number") or None,
+            shipping_address=data.get("shipping_address") or None,
+            carrier=data.get("carrier") or None,
+            tracking_number=data.get("tracking_number") or None,
+            delivery_method=data.get("delivery_method") or None,
+            settings=settings,
+        )
+        return f"Request {request.id}: distribution recorded."
+    if action == "defer":
+        instances.save_task(session, task_id, actor=actor, data=data)
+        return f"Saved '{task.name}' without completing it; it stays in the inbox."
+    instances.complete_task(session, task_id, actor=actor, data=data, settings=settings)
+    return f"Completed '{task.name}' of request {task.instance_id}."
+
+
+def _decided(decision: str, task: HumanTask, request: ProvisioningRequest) -> str:
+    return {
+        "approve": f"You approved request {request.id}.",
+        "reject": f"You rejected request {request.id}; the requester is told.",
+        "cancel": f"You cancelled request {request.id}.",
+        "defer": f"Saved your notes on request {request.id}; it stays in the inbox.",
+    }.get(decision, f"Completed '{task.name}' of request {request.id}.")
