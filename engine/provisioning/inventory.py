@@ -551,12 +551,13 @@ def available_serials(
     *,
     model_code: str,
     domain_path: str,
-    limit: int = 200,
+    limit: int | None = None,
 ) -> list[Token]:
     """Return the tokens a distributor may assign to a request.
 
     :param model_code: the requested token model.
     :param domain_path: the security domain of the request.
+    :param limit: at most this many (default: all).
     :returns: available, unexpired tokens of that model, in the actor's
         scope, whose inventory serves the request's domain, by serial.
     """
