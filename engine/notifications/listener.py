@@ -22,7 +22,13 @@ from engine import events
 from engine.config import Settings
 from engine.identity import TOKEN_DISTRIBUTOR
 from engine.mail import MailTemplateError, RenderedMail, render_template
-from engine.models import HistoryEntry, HumanTask, ProcessInstance, TaskStatus
+from engine.models import (
+    HistoryEntry,
+    HumanTask,
+    Incident,
+    ProcessInstance,
+    TaskStatus,
+)
 
 from .context import request_data, template_context
 from .outbox import enqueue
@@ -202,6 +208,9 @@ def _mails_of_step(session: Session, step: _Step) -> list[_Mail]:
             )
 
     for entry, _ in step.of("incident_opened"):
+        # Automatic retries fail the same step again; people hear of it once.
+        if _incident_attempts(session, instance, entry.element_id) > 1:
+            continue
         mails.extend(
             _Mail("incident", person, comment=entry.message, for_staff=True)
             for person in administrators(session, instance)
@@ -229,6 +238,19 @@ def _decision_of(
     if entry is None:
         return None, None
     return entry.actor, (entry.data or {}).get("comment") or None
+
+
+def _incident_attempts(
+    session: Session, instance: ProcessInstance, element_id: str | None
+) -> int:
+    """Return how often the step of the latest incident has failed in a row."""
+    attempts = session.scalar(
+        select(Incident.attempts)
+        .where(Incident.instance_id == instance.id, Incident.element_id == element_id)
+        .order_by(Incident.id.desc())
+        .limit(1)
+    )
+    return attempts or 1
 
 
 def _is_distribution(task: HumanTask) -> bool:

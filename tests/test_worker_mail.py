@@ -1,0 +1,134 @@
+"""The worker's jobs: outbox delivery under a stop request, incident retries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+import pytest
+from helpers_notifications import notification_settings, outbox, sent_to
+from helpers_provisioning import SHIPPING_ADDRESS, make_org
+from smtp_server import smtp_servers
+from sqlalchemy import select
+
+from engine.mail import RenderedMail
+from engine.models import Incident, IncidentStatus, utcnow
+from engine.notifications.jobs import INCIDENT_RETRIES, retry_incidents
+from engine.notifications.outbox import deliver_pending, enqueue
+from engine.notifications.recipients import Recipient
+from engine.notifications.smtp import save_smtp_settings
+from engine.worker import Worker
+
+
+@pytest.fixture
+def start_smtp_server(tmp_path):
+    with smtp_servers(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture
+def mail_settings(database, tmp_path):
+    return notification_settings(database, tmp_path)
+
+
+def add_messages(database, count: int) -> None:
+    with database.write() as session:
+        for i in range(count):
+            enqueue(
+                session,
+                event="submitted",
+                recipient=Recipient(f"user{i}@example.org", f"User {i}"),
+                rendered=RenderedMail(f"Message {i}", "Body\n", "<p>Body</p>"),
+            )
+
+
+def test_a_stopped_worker_finishes_the_current_message_and_leaves_the_rest(
+    database, mail_settings, start_smtp_server
+):
+    server = start_smtp_server()
+    with database.write() as session:
+        save_smtp_settings(session, mail_settings, server.settings(), actor="admin")
+    add_messages(database, 20)
+    worker = Worker(database, mail_settings, interval=0)
+
+    # The stop arrives while the first message is being sent, as a SIGTERM
+    # would: the handler only sets a flag, and the send goes on.
+    original = server.handler.handle_DATA
+
+    async def stop_during_data(*args):
+        worker.stop()
+        return await original(*args)
+
+    server.handler.handle_DATA = stop_during_data
+    thread = threading.Thread(
+        target=worker.run, kwargs={"install_signal_handlers": False}
+    )
+    thread.start()
+    thread.join(timeout=60)
+
+    assert not thread.is_alive()
+    assert len(server.messages) == 1
+    statuses = sorted(row.status for row in outbox(database))
+    assert statuses == ["pending"] * 19 + ["sent"]
+
+
+def test_each_message_is_logged_once(
+    database, mail_settings, start_smtp_server, caplog
+):
+    server = start_smtp_server()
+    add_messages(database, 3)
+
+    with caplog.at_level(logging.INFO):
+        deliver_pending(database, mail_settings, smtp=server.settings())
+
+    lines = [
+        r
+        for r in caplog.records
+        if r.name.startswith("engine.") and r.levelno >= logging.INFO
+    ]
+    assert len(lines) == 3
+    assert all(r.name == "engine.notifications.outbox" for r in lines)
+    assert all(" sent to user" in r.getMessage() for r in lines)
+
+
+def test_incidents_are_retried_with_backoff_then_left_to_an_administrator(
+    database, mail_settings, start_smtp_server
+):
+    server = start_smtp_server()
+    org = make_org(database, mail_settings)
+    request_id = org.new_hardware("jdoe")
+    org.decide("anna", request_id)
+    org.decide("marc", request_id)
+    # A serial number from another region's stock makes shipping fail.
+    org.complete(
+        "lucia",
+        org.task(request_id),
+        {
+            "serial_number": "A-700-1",
+            "shipping_address": SHIPPING_ADDRESS,
+            "carrier": "dhl",
+        },
+    )
+
+    assert retry_incidents(database, mail_settings) == 0  # not due yet
+    later = utcnow() + timedelta(days=1)
+    retried = [
+        retry_incidents(database, mail_settings, now=later)
+        for _ in range(INCIDENT_RETRIES + 1)
+    ]
+
+    assert retried == [1] * INCIDENT_RETRIES + [0]
+    with database.read() as session:
+        incidents = session.scalars(select(Incident).order_by(Incident.id)).all()
+        assert [(i.attempts, i.status) for i in incidents] == [
+            (n, IncidentStatus.RESOLVED) for n in range(1, INCIDENT_RETRIES + 1)
+        ] + [(INCIDENT_RETRIES + 1, IncidentStatus.OPEN)]
+
+    deliver_pending(database, mail_settings, smtp=server.settings())
+    incident_mails = [m for m in sent_to(server) if m[0] in ("incident", "failed")]
+    assert incident_mails == [
+        ("failed", "jdoe@example.org"),
+        ("incident", "admin@example.org"),
+        ("incident", "emma@example.org"),
+    ]
