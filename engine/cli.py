@@ -83,6 +83,9 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 def main(ctx: click.Context, log_format: str | None, verbose: bool) -> None:
     """Run and administer the token provisioning workflows."""
     configure_logging(log_format, logging.DEBUG if verbose else None)
+    # Every command needs the product's service topics and listeners: deploy
+    # refuses a topic without a handler, and start/complete run handlers.
+    _load_product()
     ctx.ensure_object(Context)
     # Close pooled connections when the command ends, not when Python exits.
     ctx.call_on_close(ctx.obj.close)
