@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +25,8 @@ from engine import migrate
 from engine.cli import main
 from engine.db import Database
 from engine.models import Deployment, HistoryEntry, ProcessInstance
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -310,3 +315,33 @@ def test_database_not_migrated_is_one_line(cli, tmp_path):
         "Error: the database is not ready (no such table: process_definition); "
         "check DATABASE_URL and run `provisioning db upgrade`.\n"
     )
+
+
+def test_deploy_the_product_folder_twice_in_a_new_process(database):
+    """A fresh `provisioning` process knows the product's service topics."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url.render_as_string(hide_password=False),
+        "LOG_LEVEL": "WARNING",
+    }
+
+    def run():
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "provisioning"), "deploy", "bpmn/"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first, second = run(), run()
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.endswith("Deployment 1 stored.\n")
+    assert "new_token                      version 1    new\n" in first.stdout
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[-1] == "Nothing changed; no deployment stored."
+    assert all(line.endswith("version 1    unchanged") for line in lines[:-1])
+    assert count(database, Deployment) == 1
