@@ -149,10 +149,15 @@ class Org:
             return row
 
     def view(self, username: str, request_id: int) -> requests.RequestView:
+        """Return the request as ``username`` sees it, detached but loaded."""
         with self.database.read() as session:
-            return requests.get_request(
+            view = requests.get_request(
                 session, actor_for(session, username), request_id
             )
+            # Detach before the read transaction ends, so that the objects keep
+            # their loaded values instead of being expired by the rollback.
+            session.expunge_all()
+            return view
 
     def open_tasks(self, request_id: int) -> list[tuple[str, str]]:
         """Return ``(task id, task spec)`` of every open task of a request."""
