@@ -255,3 +255,24 @@ def test_outbox_rows_are_linked_to_their_instance(org, database):
         rows = session.scalars(select(OutboxMessage)).all()
         assert {r.request_type for r in rows} == {"new_token"}
         assert all(r.instance_id is not None for r in rows)
+
+
+def test_a_mail_that_cannot_be_rendered_fails_visibly_without_stopping_the_step(
+    org, database, monkeypatch
+):
+    from engine.mail import MailTemplateError
+    from engine.notifications import listener
+
+    def broken(*args):
+        raise MailTemplateError("The default text template fails at line 3.")
+
+    monkeypatch.setattr(listener, "_render", broken)
+    request_id = org.new_hardware("jdoe")
+
+    assert org.request(request_id).status == "pending"
+    rows = outbox(database)
+    assert len(rows) == 4
+    assert {r.status for r in rows} == {"failed"}
+    assert rows[0].last_error == (
+        "The e-mail could not be rendered: The default text template fails at line 3."
+    )

@@ -31,6 +31,7 @@ from engine.models import (
 )
 
 from .context import request_data, template_context
+from .models import OutboxStatus
 from .outbox import enqueue
 from .recipients import Recipient, administrators, requester, task_candidates
 from .templates import template_overrides
@@ -40,6 +41,18 @@ logger = logging.getLogger(__name__)
 _PENDING_KEY = "notifications.entries"
 _settings: Settings | None = None
 
+#: History actions that may cause mail; steps with none of them are skipped.
+_MAIL_ACTIONS = frozenset(
+    {
+        "instance_started",
+        "task_created",
+        "task_completed",
+        "instance_completed",
+        "instance_cancelled",
+        "incident_opened",
+        "timer_fired",
+    }
+)
 #: Boundary timers whose firing is announced, by BPMN id.
 REMINDER_TIMERS = frozenset({"approval_reminder"})
 ESCALATION_TIMERS = frozenset({"approval_escalation"})
@@ -116,6 +129,8 @@ def write_notifications(
 
     written = 0
     for step in steps.values():
+        if not any(entry.action in _MAIL_ACTIONS for entry, _ in step.entries):
+            continue
         mails = _mails_of_step(session, step)
         if not mails:
             continue
@@ -292,14 +307,33 @@ def _write(
         comment=mail.comment,
         for_staff=mail.for_staff,
     )
-    rendered = _render(session, mail.event, instance.process_key, context)
+    business_key = context["request"]["business_key"]
+    try:
+        rendered = _render(session, mail.event, instance.process_key, context)
+    except (MailTemplateError, ValueError) as error:
+        # The step itself succeeded and must commit; the mail becomes a
+        # failed outbox row that the console shows, rather than lost.
+        logger.error(
+            "E-mail %s for %s not rendered: %s", mail.event, business_key, error
+        )
+        message = enqueue(
+            session,
+            event=mail.event,
+            recipient=mail.recipient,
+            rendered=RenderedMail(f"({mail.event} e-mail not rendered)", "", ""),
+            instance=instance,
+            business_key=business_key,
+        )
+        message.status = OutboxStatus.FAILED
+        message.last_error = f"The e-mail could not be rendered: {error}"
+        return
     enqueue(
         session,
         event=mail.event,
         recipient=mail.recipient,
         rendered=rendered,
         instance=instance,
-        business_key=context["request"]["business_key"],
+        business_key=business_key,
     )
 
 
