@@ -678,7 +678,7 @@ def _describe_error(err: Exception) -> str:
             text += " (" + "; ".join(notes) + ")"
         if isinstance(inner, ProvisioningError) and str(inner) not in text:
             text += f": {inner}"
-        return text
+        return " ".join(text.split())
     return f"{type(err).__name__}: {err}"
 
 

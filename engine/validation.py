@@ -102,7 +102,7 @@ def _check_file(source: SourceFile, max_bytes: int) -> list[Problem]:
         return [
             Problem(
                 name,
-                f"the file is not well-formed XML: {err.msg}; "
+                f"the file is not well-formed XML: {_without_position(err.msg)}; "
                 "open and save it again in the modeler.",
                 line=err.lineno,
             )
@@ -110,6 +110,11 @@ def _check_file(source: SourceFile, max_bytes: int) -> list[Problem]:
     if source.kind == "bpmn":
         return _check_bpmn(source)
     return _check_dmn(source)
+
+
+def _without_position(message: str) -> str:
+    """Drop lxml's ", line N, column M": the problem already carries the line."""
+    return re.sub(r",? line \d+, column \d+$", "", message.strip())
 
 
 def _check_bpmn(source: SourceFile) -> list[Problem]:

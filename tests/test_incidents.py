@@ -95,7 +95,7 @@ def test_failing_script_opens_an_incident_naming_element_and_error(
         1,
     )
     assert incident.error_type
-    assert incident.message.strip() == (
+    assert incident.message == (
         "ZeroDivisionError: integer division or modulo by zero "
         "(line 1: 'result = 100 // divisor')."
     )
