@@ -6,6 +6,7 @@ import dataclasses
 from datetime import date, timedelta
 
 import pytest
+from click.testing import CliRunner
 from helpers_provisioning import GROUP, SHIPPING_ADDRESS, Org, make_org
 from sqlalchemy import select
 
@@ -20,6 +21,7 @@ from engine.errors import (
 from engine.models import HumanTask
 from engine.provisioning import requests
 from engine.provisioning.request_models import ProvisioningRequest
+from engine.provisioning.requests_cli import requests_group
 
 
 @pytest.fixture
@@ -773,3 +775,56 @@ def test_submit_on_behalf_needs_an_administrator_in_scope(org):
     assert org.view("jdoe", request_id).timeline[0].text == (
         "New or additional token submitted by jdoe (entered by emma)"
     )
+
+
+def test_requests_commands_submit_decide_show_and_cancel(org, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", org.database.url.render_as_string(False))
+    runner = CliRunner()
+
+    submitted = runner.invoke(
+        requests_group,
+        [
+            "submit",
+            "group_membership",
+            "--user",
+            "jdoe",
+            "--field",
+            f"group_name={GROUP}",
+            "--field",
+            "justification=On-call duty from May",
+        ],
+    )
+    (request_id,) = request_ids(org)
+    task_id = org.task(request_id)
+    refused = runner.invoke(
+        requests_group, ["decide", task_id, "approve", "--user", "jdoe"]
+    )
+    deferred = runner.invoke(
+        requests_group,
+        ["decide", task_id, "defer", "--user", "anna", "--note", "ask HR"],
+    )
+    shown = runner.invoke(requests_group, ["show", str(request_id), "--user", "marc"])
+    listed = runner.invoke(requests_group, ["list", "--user", "jdoe"])
+    cancelled = runner.invoke(
+        requests_group, ["cancel", str(request_id), "--user", "jdoe"]
+    )
+
+    assert (
+        submitted.output
+        == f"Request {request_id} submitted: pending, Approve request.\n"
+    )
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("Error: You started request ")
+    assert deferred.exit_code == 0, deferred.output
+    assert "Held by:   request approvers of acme/emea/paris (Approve request): " in (
+        shown.output
+    )
+    assert "      note (staff only): ask HR" in shown.output
+    assert "jdoe            pending    Approve request" in listed.output
+    assert cancelled.output == f"Request {request_id} cancelled.\n"
+    assert org.request(request_id).status == "cancelled"
+
+
+def request_ids(org: Org) -> list[int]:
+    with org.database.read() as session:
+        return list(session.scalars(select(ProvisioningRequest.id)))

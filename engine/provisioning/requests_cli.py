@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -36,9 +38,15 @@ def _fail_cleanly(func):
     return wrapper
 
 
-def _open() -> tuple[Settings, Database]:
+@contextmanager
+def _open() -> Iterator[tuple[Settings, Database]]:
+    """Yield the settings and a database that is closed afterwards."""
     settings = Settings.from_env()
-    return settings, Database.from_settings(settings)
+    database = Database.from_settings(settings)
+    try:
+        yield settings, database
+    finally:
+        database.dispose()
 
 
 @click.group("requests")
@@ -72,20 +80,20 @@ def submit(
                 f"'{item}' is not NAME=VALUE.", param_hint="--field"
             )
         form[name.strip()] = value
-    settings, database = _open()
-    with database.write() as session:
-        request = requests.submit_request(
-            session,
-            actor=actor_for(session, user),
-            request_type=request_type,
-            form=form,
-            settings=settings,
-            on_behalf_of=on_behalf_of,
-        )
-        click.echo(
-            f"Request {request.id} submitted: {request.status}, "
-            f"{request.current_step or 'no open step'}."
-        )
+    with _open() as (settings, database):
+        with database.write() as session:
+            request = requests.submit_request(
+                session,
+                actor=actor_for(session, user),
+                request_type=request_type,
+                form=form,
+                settings=settings,
+                on_behalf_of=on_behalf_of,
+            )
+            click.echo(
+                f"Request {request.id} submitted: {request.status}, "
+                f"{request.current_step or 'no open step'}."
+            )
 
 
 @requests_group.command("list")
@@ -95,16 +103,20 @@ def submit(
 @_fail_cleanly
 def list_command(user: str, scope: bool, status: str | None) -> None:
     """List requests, newest first."""
-    _, database = _open()
-    with database.read() as session:
-        rows = requests.list_requests(
-            session, actor_for(session, user), mine=not scope, status=status, limit=500
-        )
-        for r in rows:
-            click.echo(
-                f"{r.id:>6}  {r.created_at:%Y-%m-%d}  {r.request_type:24} "
-                f"{r.requester:15} {r.status:10} {r.current_step}"
+    with _open() as (_, database):
+        with database.read() as session:
+            rows = requests.list_requests(
+                session,
+                actor_for(session, user),
+                mine=not scope,
+                status=status,
+                limit=500,
             )
+            for r in rows:
+                click.echo(
+                    f"{r.id:>6}  {r.created_at:%Y-%m-%d}  {r.request_type:24} "
+                    f"{r.requester:15} {r.status:10} {r.current_step}"
+                )
 
 
 @requests_group.command("show")
@@ -113,29 +125,31 @@ def list_command(user: str, scope: bool, status: str | None) -> None:
 @_fail_cleanly
 def show(request_id: int, user: str) -> None:
     """Show a request: status, who holds it now and its timeline."""
-    _, database = _open()
-    with database.read() as session:
-        view = requests.get_request(session, actor_for(session, user), request_id)
-        r = view.request
-        click.echo(f"Request {r.id}: {requests.REQUEST_TYPES[r.request_type].label}")
-        click.echo(f"Requester: {r.requester} ({r.domain_path})")
-        click.echo(f"Status:    {r.status}")
-        if view.current_step:
-            click.echo(f"Step:      {view.current_step}")
-        for holder in view.holders:
-            people = ", ".join(holder.people) or "nobody"
-            click.echo(f"Held by:   {holder.text}: {people}")
-        if r.comment_to_user:
-            click.echo(f"Comment:   {r.comment_to_user}")
-        if r.outcome:
-            click.echo(f"Outcome:   {r.outcome}")
-        click.echo("Timeline:")
-        for entry in view.timeline:
-            click.echo(f"  {entry.at:%Y-%m-%d %H:%M}  {entry.text}")
-            if entry.comment:
-                click.echo(f"      comment: {entry.comment}")
-            if entry.note:
-                click.echo(f"      note (staff only): {entry.note}")
+    with _open() as (_, database):
+        with database.read() as session:
+            view = requests.get_request(session, actor_for(session, user), request_id)
+            r = view.request
+            click.echo(
+                f"Request {r.id}: {requests.REQUEST_TYPES[r.request_type].label}"
+            )
+            click.echo(f"Requester: {r.requester} ({r.domain_path})")
+            click.echo(f"Status:    {r.status}")
+            if view.current_step:
+                click.echo(f"Step:      {view.current_step}")
+            for holder in view.holders:
+                people = ", ".join(holder.people) or "nobody"
+                click.echo(f"Held by:   {holder.text}: {people}")
+            if r.comment_to_user:
+                click.echo(f"Comment:   {r.comment_to_user}")
+            if r.outcome:
+                click.echo(f"Outcome:   {r.outcome}")
+            click.echo("Timeline:")
+            for entry in view.timeline:
+                click.echo(f"  {entry.at:%Y-%m-%d %H:%M}  {entry.text}")
+                if entry.comment:
+                    click.echo(f"      comment: {entry.comment}")
+                if entry.note:
+                    click.echo(f"      note (staff only): {entry.note}")
 
 
 @requests_group.command("decide")
@@ -155,19 +169,21 @@ def decide(
     token_model: str | None,
 ) -> None:
     """Approve, reject, cancel or defer the approval step TASK_ID."""
-    settings, database = _open()
-    with database.write() as session:
-        request = requests.decide(
-            session,
-            actor_for(session, user),
-            task_id,
-            decision=decision,
-            comment=comment,
-            note=note,
-            token_model=token_model,
-            settings=settings,
-        )
-        click.echo(f"Request {request.id}: {request.status}, {request.current_step}")
+    with _open() as (settings, database):
+        with database.write() as session:
+            request = requests.decide(
+                session,
+                actor_for(session, user),
+                task_id,
+                decision=decision,
+                comment=comment,
+                note=note,
+                token_model=token_model,
+                settings=settings,
+            )
+            click.echo(
+                f"Request {request.id}: {request.status}, {request.current_step}"
+            )
 
 
 @requests_group.command("cancel")
@@ -177,10 +193,12 @@ def decide(
 @_fail_cleanly
 def cancel(request_id: int, user: str, reason: str) -> None:
     """Cancel a pending request."""
-    _, database = _open()
-    with database.write() as session:
-        requests.cancel_request(session, actor_for(session, user), request_id, reason)
-    click.echo(f"Request {request_id} cancelled.")
+    with _open() as (_, database):
+        with database.write() as session:
+            requests.cancel_request(
+                session, actor_for(session, user), request_id, reason
+            )
+        click.echo(f"Request {request_id} cancelled.")
 
 
 @requests_group.command("bulk")
@@ -197,32 +215,34 @@ def bulk_command(csv_file: Path, user: str, as_json: bool) -> None:
     token_model and shipping_address. Exits with status 1 if any line was
     refused; the others are submitted all the same.
     """
-    settings, database = _open()
-    lines = bulk.read_csv(csv_file.read_bytes(), max_bytes=settings.max_upload_bytes)
-    with database.read() as session:
-        actor = actor_for(session, user)
-    with tqdm(total=len(lines), unit="request", file=sys.stderr) as bar:
-        report = bulk.submit_lines(
-            database, actor, lines, settings, on_row=lambda _row: bar.update(1)
+    with _open() as (settings, database):
+        lines = bulk.read_csv(
+            csv_file.read_bytes(), max_bytes=settings.max_upload_bytes
         )
-
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "line": r.line,
-                        "username": r.username,
-                        "ok": r.ok,
-                        "message": r.message,
-                        "request_id": r.request_id,
-                    }
-                    for r in report.rows
-                ],
-                indent=2,
+        with database.read() as session:
+            actor = actor_for(session, user)
+        with tqdm(total=len(lines), unit="request", file=sys.stderr) as bar:
+            report = bulk.submit_lines(
+                database, actor, lines, settings, on_row=lambda _row: bar.update(1)
             )
-        )
-    else:
-        click.echo(str(report))
-    if report.failed:
-        sys.exit(1)
+
+        if as_json:
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "line": r.line,
+                            "username": r.username,
+                            "ok": r.ok,
+                            "message": r.message,
+                            "request_id": r.request_id,
+                        }
+                        for r in report.rows
+                    ],
+                    indent=2,
+                )
+            )
+        else:
+            click.echo(str(report))
+        if report.failed:
+            sys.exit(1)
