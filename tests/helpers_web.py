@@ -89,3 +89,23 @@ def post(client, path: str, data: dict | None = None, **kwargs):
 def actor(database: Database, username: str):
     with database.read() as session:
         return actor_for(session, username)
+
+
+def open_task_id(database: Database, request_id: int) -> str:
+    """Return the id of the one open task of provisioning request ``request_id``."""
+    from engine.models import HumanTask
+    from engine.provisioning.request_models import ProvisioningRequest
+
+    with database.read() as session:
+        instance_id = session.scalar(
+            select(ProvisioningRequest.instance_id).where(
+                ProvisioningRequest.id == request_id
+            )
+        )
+        ids = session.scalars(
+            select(HumanTask.id).where(
+                HumanTask.instance_id == instance_id, HumanTask.status == "open"
+            )
+        ).all()
+    assert len(ids) == 1, f"request {request_id} has open tasks {ids}"
+    return ids[0]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import (
@@ -117,6 +119,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_time, "when")
     app.add_template_filter(format_age, "age")
     app.add_template_filter(humanize, "human")
+    app.add_template_filter(local_path, "local_path")
 
 
 def status_for(err: ProvisioningError) -> int:
@@ -132,17 +135,23 @@ def error_page(status: int, message: str, **extra):
     if request.path.startswith("/api/"):
         body = {"error": {"status": status, "title": title, "message": message}}
         return jsonify(body), status
-    return (
-        render_template(
+    try:
+        body = render_template(
             "errors/error.html",
             status=status,
             title=title,
             message=message,
             advice=advice,
             **extra,
-        ),
-        status,
-    )
+        )
+    except Exception:  # noqa: BLE001 - the error page itself must not fail
+        logger.exception("The error page could not be drawn")
+        body = (
+            f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+            f"<p>{escape(message)}</p><p>{escape(advice)}</p><p><a href='/'>Start"
+            " page</a></p>"
+        )
+    return body, status
 
 
 def _engine_error(err: ProvisioningError):
@@ -252,3 +261,13 @@ def humanize(value: str | None) -> str:
         return ""
     text = str(value).replace("_", " ")
     return text[:1].upper() + text[1:]
+
+
+def local_path(url: str) -> str:
+    """Return the path of a link to this console, so it works on any host name.
+
+    Links in stored data carry BASE_URL, which is right for e-mail but may
+    differ from the address the browser used.
+    """
+    parts = urlsplit(url or "")
+    return parts.path + (f"?{parts.query}" if parts.query else "")

@@ -33,10 +33,12 @@
       var data = readJson(node.dataset.diagram);
       if (!data || !data.xml) {
         node.innerHTML = '<p class="provisioning-diagram-error">No diagram is stored for this version.</p>';
+        node.dataset.ready = 'error';
         return;
       }
       if (!window.ProvisioningDiagram) {
         node.innerHTML = '<p class="provisioning-diagram-error">The diagram viewer is not installed: run web/frontend/build.sh.</p>';
+        node.dataset.ready = 'error';
         return;
       }
       window.ProvisioningDiagram.showDiagram(node.id, data.xml, {
