@@ -330,7 +330,7 @@ def test_openapi_document_lists_every_route_of_the_blueprint(api):
     routed = set()
     for rule in api.app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1"):
-            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            path = rule.rule.replace("<id:", "{").replace("<", "{").replace(">", "}")
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 routed.add((path, method))
 

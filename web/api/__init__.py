@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from web.extensions import csrf
 
@@ -15,8 +16,16 @@ from . import camunda, errors, requests_api, v1  # noqa: F401 - routes
 from .auth import is_api_path
 
 
+class IdConverter(IntegerConverter):
+    """A row number in a URL; larger than any database integer means not found."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=0, max=2**63 - 1)
+
+
 def init_app(app: Flask) -> None:
     """Register the API blueprints, their authentication and error handlers."""
+    app.url_map.converters["id"] = IdConverter
     # Token and Basic callers carry no cookie a browser adds by itself; session
     # callers are held to the CSRF rule in web.api.auth.authenticate instead.
     csrf.exempt(v1.bp)

@@ -58,7 +58,10 @@ _LIMIT = _param(
     "At most this many items (default 50).",
 )
 _OFFSET = _param(
-    "offset", "query", {"type": "integer", "minimum": 0}, "Skip this many items."
+    "offset",
+    "query",
+    {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+    "Skip this many items.",
 )
 _TASK_ID = _param("task_id", "path", _STR, "Task id (a UUID).")
 _INSTANCE_ID = _param("instance_id", "path", _INT, "Process instance number.")

@@ -134,7 +134,7 @@ def list_requests():
         return jsonify({"items": [request_json(r) for r in rows]})
 
 
-@bp.get("/requests/<int:request_id>")
+@bp.get("/requests/<id:request_id>")
 def get_request(request_id: int):
     """Show a request: its state, timeline, who holds it, and your tasks on it."""
     with database().read() as session:
@@ -172,7 +172,7 @@ def get_request(request_id: int):
         )
 
 
-@bp.post("/requests/<int:request_id>/cancel")
+@bp.post("/requests/<id:request_id>/cancel")
 def cancel_request(request_id: int):
     """Cancel a pending request (its requester, or an administrator in scope)."""
     body = optional_json_body()

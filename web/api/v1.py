@@ -45,6 +45,8 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1", template_folder="templa
 #: endpoints anyone may call, signed in or not
 PUBLIC_ENDPOINTS = {"api_v1.openapi_json", "api_v1.reference"}
 MAX_LIMIT = 200
+#: far beyond any real list, yet within every database's integers
+MAX_OFFSET = 1_000_000_000
 
 
 @bp.before_request
@@ -150,7 +152,10 @@ def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
 
 
 def page() -> tuple[int, int]:
-    return query_int("limit", 50, low=1, high=MAX_LIMIT), query_int("offset", 0)
+    return (
+        query_int("limit", 50, low=1, high=MAX_LIMIT),
+        query_int("offset", 0, high=MAX_OFFSET),
+    )
 
 
 def within_admin_scope(column):
@@ -248,7 +253,7 @@ def create_api_token():
     return jsonify(answer), 201
 
 
-@bp.delete("/api-tokens/<int:token_id>")
+@bp.delete("/api-tokens/<id:token_id>")
 def revoke_api_token(token_id: int):
     """Revoke a token of the caller (or, for administrators, of their users)."""
     with database().write() as session:
@@ -429,7 +434,7 @@ def list_instances():
         )
 
 
-@bp.get("/instances/<int:instance_id>")
+@bp.get("/instances/<id:instance_id>")
 def get_instance(instance_id: int):
     """Show a process instance with its tasks, history, incidents and data."""
     with database().read() as session:
@@ -438,7 +443,7 @@ def get_instance(instance_id: int):
         return jsonify(serialize.instance_view(view))
 
 
-@bp.post("/instances/<int:instance_id>/cancel")
+@bp.post("/instances/<id:instance_id>/cancel")
 def cancel_instance(instance_id: int):
     """Cancel a running process instance, with a reason."""
     body = json_body()
@@ -451,7 +456,7 @@ def cancel_instance(instance_id: int):
         return jsonify(serialize.instance(row))
 
 
-@bp.post("/instances/<int:instance_id>/retry")
+@bp.post("/instances/<id:instance_id>/retry")
 def retry_instance(instance_id: int):
     """Run the failed step of an instance in incident again."""
     with database().write() as session:
