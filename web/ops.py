@@ -33,6 +33,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import migrate
+from engine.identity import ROLES
 from engine.models import (
     HumanTask,
     Incident,
@@ -135,7 +136,11 @@ def _open_tasks_per_queue(session) -> list[tuple[str, int]]:
             .exists(),
         )
     )
-    return [(name, count) for name, count in grouped] + [("none", without_queue)]
+    # Every role's queue is reported, empty ones as 0, so that dashboards and
+    # alerts see a queue drain to zero instead of the series vanishing.
+    counts = dict.fromkeys(ROLES, 0) | dict(grouped)
+    counts["none"] = without_queue
+    return sorted(counts.items())
 
 
 def init_app(app: Flask) -> None:
