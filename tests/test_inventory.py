@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from engine.errors import ConflictError, NotFound, PermissionDenied, ValidationFailed
 from engine.provisioning import inventory
+from engine.provisioning.handlers import expire_tokens
 from engine.provisioning.inventory import ImportRefused, import_tokens_csv
 from engine.provisioning.inventory_cli import tokens, users
 from engine.provisioning.inventory_models import Token, TokenEvent, TokenState
@@ -597,3 +598,27 @@ def test_cli_creates_grants_and_lists_users(cli_env):
     line = next(x for x in listed.output.splitlines() if x.startswith("newbie"))
     assert "request_approver@acme/emea" in line
     assert "token_distributor@acme/emea/paris" in line
+
+
+def test_the_worker_marks_tokens_past_their_expiry_date_expired(database, settings):
+    yesterday = date.today() - timedelta(days=1)
+    with database.write() as session:
+        seed(session)
+        add_token(session, "OLD-A", expires_on=yesterday)
+        add_token(session, "OLD-B", state="active", owner="jdoe", expires_on=yesterday)
+        add_token(session, "OLD-C", state="lost", owner="jdoe", expires_on=yesterday)
+        add_token(session, "FRESH", expires_on=date.today())
+
+    assert expire_tokens(database, settings) == 2
+    assert expire_tokens(database, settings) == 0
+
+    with database.read() as session:
+        states = dict(session.execute(select(Token.serial, Token.state)).all())
+        (event,) = inventory.token_history(session, "OLD-B")
+        assert event.message == f"Expired on {yesterday:%Y-%m-%d}"
+    assert states == {
+        "OLD-A": "expired",
+        "OLD-B": "expired",
+        "OLD-C": "lost",
+        "FRESH": "available",
+    }

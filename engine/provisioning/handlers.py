@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .. import services
+from .. import services, worker
+from ..config import Settings
+from ..db import Database
 from ..errors import NotFound, ProvisioningError, ServiceError
 from ..identity import SYSTEM, SYSTEM_ACTOR, Actor, actor_for
 from ..models import User, utcnow
@@ -250,3 +252,17 @@ def expire_request(call: ServiceCall) -> None:
         call.instance.id,
         extra={"instance_id": call.instance.id},
     )
+
+
+def expire_tokens(db: Database, settings: Settings) -> int:
+    """Worker job: mark tokens past their expiry date as expired."""
+    # Look first in a read transaction: on SQLite a write transaction takes
+    # the database's write lock, which the worker should not do on every pass.
+    with db.read() as session:
+        if not inventory.due_to_expire(session):
+            return 0
+    with db.write() as session:
+        return inventory.expire_due_tokens(session)
+
+
+worker.register_job("expire_tokens", expire_tokens)

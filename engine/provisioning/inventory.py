@@ -815,3 +815,46 @@ def _managed_token(session: Session, actor: Actor, serial: str, action: str) -> 
         raise NotFound(f"No token with serial number {serial}; check the number.")
     _require(actor, token, MANAGING_ROLES, action)
     return token
+
+
+_EXPIRING_STATES = (S.AVAILABLE, S.ASSIGNED, S.SHIPPED, S.ACTIVE)
+
+
+def due_to_expire(session: Session, today: date | None = None) -> bool:
+    """Return whether some token is past its expiry date but not marked so."""
+    return (
+        session.scalar(
+            select(Token.id)
+            .where(
+                Token.state.in_(_EXPIRING_STATES),
+                Token.expires_on < (today or date.today()),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def expire_due_tokens(session: Session, today: date | None = None) -> int:
+    """Mark every token whose expiry date has passed as expired; return how many.
+
+    Disabled and lost tokens keep their state: they give no access anyway,
+    and their state says more about what happened to them.
+    """
+    today = today or date.today()
+    due = session.scalars(
+        select(Token).where(
+            Token.state.in_(_EXPIRING_STATES),
+            Token.expires_on < today,
+        )
+    ).all()
+    for token in due:
+        change_state(
+            session,
+            token,
+            TokenState.EXPIRED,
+            actor="system",
+            message=f"Expired on {token.expires_on:%Y-%m-%d}",
+        )
+
+    return len(due)
