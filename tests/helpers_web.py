@@ -9,11 +9,12 @@ the page's ``csrf-token`` meta tag first.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from sqlalchemy import select
 
-from engine import deployments, migrate
+from engine import deployments, migrate, product  # noqa: F401 - registers handlers
 from engine.config import Settings
 from engine.db import Database
 from engine.identity import actor_for
@@ -109,3 +110,37 @@ def open_task_id(database: Database, request_id: int) -> str:
         ).all()
     assert len(ids) == 1, f"request {request_id} has open tasks {ids}"
     return ids[0]
+
+
+_template: Path | None = None
+
+
+def template_database(tmp_path_factory) -> Path:
+    """Return a SQLite file with the product deployed and the demo data, made once.
+
+    Preparing takes seconds (password hashing, deployment), so each test
+    copies this file instead.
+    """
+    global _template
+    if _template is None or not _template.exists():
+        path = tmp_path_factory.mktemp("web_template") / "console.sqlite3"
+        database, _ = prepare_file_database(path)
+        database.dispose()
+        _template = path
+    return _template
+
+
+def copy_database(template: Path, tmp_path: Path) -> tuple[Database, Settings]:
+    """Copy the prepared database for one test and open it."""
+    path = tmp_path / "console.sqlite3"
+    shutil.copy(template, path)
+    database = Database(f"sqlite:///{path}")
+    return database, web_settings(tmp_path, database)
+
+
+def make_app(database: Database, settings: Settings, **config):
+    from web import create_app
+
+    return create_app(
+        {"SETTINGS": settings, "DATABASE": database, "TESTING": True, **config}
+    )

@@ -18,7 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 import pytest
-from helpers_web import ROOT, open_task_id, prepare_file_database
+from helpers_web import (
+    ROOT,
+    copy_database,
+    open_task_id,
+    template_database,
+)
 from werkzeug.serving import make_server
 
 from web import create_app
@@ -75,8 +80,8 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path) -> Iterator[LiveServer]:
-    database, settings = prepare_file_database(tmp_path / "console.sqlite3")
+def live_server(tmp_path, tmp_path_factory) -> Iterator[LiveServer]:
+    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
     app = create_app(
         {"SETTINGS": settings, "DATABASE": database, "RATELIMIT_ENABLED": False}
     )

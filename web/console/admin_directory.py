@@ -42,8 +42,9 @@ def users():
     status = 200
     with reading() as session:
         form.domain_path.choices = _my_domains(session)
+    if request.method == "POST":
+        _check_admin_over(request.form.get("domain_path", ""), "create users")
     if form.validate_on_submit():
-        _check_admin_over(form.domain_path.data, "create users")
         try:
             with writing() as session:
                 directory.create_user(
@@ -121,10 +122,10 @@ def user_grant(username: str):
         form.domain_path.choices = _my_domains(session)
         user = directory.get_user(session, username)
         require_admin_over(user.domain.path, f"User '{username}'")
+    _check_admin_over(request.form.get("domain_path", ""), "grant roles")
     if not form.validate():
         flash("Choose a role and one of your security domains.", "error")
         return redirect(url_for("admin.user_detail", username=username))
-    _check_admin_over(form.domain_path.data, "grant roles")
     with writing() as session:
         directory.grant_role(session, username, form.role.data, form.domain_path.data)
     flash(
