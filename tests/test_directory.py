@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from helpers_inventory import PASSWORD, seed
 from sqlalchemy import func, select
 
@@ -11,6 +12,7 @@ from engine.identity import SYSTEM_ACTOR, actor_for
 from engine.models import RoleGrant, SecurityDomain, User
 from engine.provisioning import directory, inventory
 from engine.provisioning.demo import DEMO_PASSWORD, DEMO_USERS, load_demo_data
+from engine.provisioning.inventory_cli import demo
 from engine.provisioning.inventory_models import Token, TokenEvent
 
 
@@ -308,3 +310,23 @@ def test_demo_data_loads_twice_to_the_same_data(database, settings):
 
     assert (summary.domains, summary.users, summary.tokens) == (0, 0, 0)
     assert second == first
+
+
+def test_demo_command_loads_the_data_once(sqlite_database, monkeypatch, tmp_path):
+    url = sqlite_database.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    runner = CliRunner()
+
+    first = runner.invoke(demo, [])
+    second = runner.invoke(demo, [])
+
+    assert first.exit_code == 0, first.output
+    assert first.output.strip() == (
+        "Demo data loaded: 5 domains, 20 users and 94 tokens added. Every demo "
+        "user's password is 'demo-password'."
+    )
+    assert second.output.strip() == (
+        "Demo data loaded: 0 domains, 0 users and 0 tokens added. Every demo "
+        "user's password is 'demo-password'."
+    )
