@@ -6,69 +6,23 @@ Errors a person can cause print one line and exit with status 1; no traceback.
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import logging
 import socket
-import sys
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from . import deployments, instances, migrate
-from .config import Settings
-from .db import Database
-from .errors import ProvisioningError, ValidationFailed
+from .clikit import Context, handle_errors, pass_context
+from .errors import ValidationFailed
 from .identity import actor_for
 from .logs import configure_logging
+from .notifications.cli import mail
+from .provisioning.inventory_cli import demo, tokens, users
+from .provisioning.requests_cli import requests_group
 
 logger = logging.getLogger(__name__)
-
-
-class Context:
-    def __init__(self):
-        self.settings = Settings.from_env()
-        self._db: Database | None = None
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            self._db = Database.from_settings(self.settings)
-        return self._db
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.dispose()
-            self._db = None
-
-
-def handle_errors(func):
-    """Turn engine errors into a one-line message and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except ValidationFailed as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(1)
-        except ProvisioningError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(1)
-        except (OperationalError, ProgrammingError) as err:
-            reason = str(err.orig).splitlines()[0] if err.orig else str(err)
-            click.echo(
-                f"Error: the database is not ready ({reason}); check DATABASE_URL "
-                "and run `provisioning db upgrade`.",
-                err=True,
-            )
-            sys.exit(1)
-
-    return wrapper
-
-
-pass_context = click.make_pass_decorator(Context, ensure=True)
 
 
 @click.group()
@@ -89,6 +43,10 @@ def main(ctx: click.Context, log_format: str | None, verbose: bool) -> None:
     ctx.ensure_object(Context)
     # Close pooled connections when the command ends, not when Python exits.
     ctx.call_on_close(ctx.obj.close)
+
+
+for command in (demo, users, tokens, requests_group, mail):
+    main.add_command(command)
 
 
 @main.group()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import Context, handle_errors, pass_context
+from engine.clikit import Context, handle_errors, pass_context
 from engine.mail import test_connection
 
 from .listener import configure

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import Context, handle_errors, pass_context
+from ..clikit import Context, handle_errors, pass_context
 from ..identity import ROLES, SYSTEM_ACTOR, Actor, actor_for
 from . import directory, inventory
 from .demo import DEMO_PASSWORD, load_demo_data
