@@ -215,6 +215,7 @@ def _render_task(
 ):
     view = instances.describe_instance(session, task.instance_id)
     info = requestinfo.for_instance(session, task.instance_id)
+    request_view = requestinfo.staff_view(session, actor(), info)
     completer = None
     if task.status == TaskStatus.COMPLETED:
         completer = (task.completed_by, task.completed_at)
@@ -231,6 +232,7 @@ def _render_task(
             task=task,
             view=view,
             info=info,
+            request_view=request_view,
             fields=fields,
             prefill=prefill,
             errors=errors or {},

@@ -35,6 +35,15 @@ def for_instance(session: Session, instance_id: int) -> ProvisioningRequest | No
     ).first()
 
 
+def staff_view(
+    session: Session, actor: Actor, request: ProvisioningRequest | None
+) -> provisioning.RequestView | None:
+    """Return the request as staff see it (timeline with notes), if they may."""
+    if request is None or not provisioning.may_see(actor, request):
+        return None
+    return provisioning.get_request(session, actor, request.id)
+
+
 def available_serials(
     session: Session, actor: Actor, task: HumanTask, data: dict[str, Any]
 ) -> list | None:
