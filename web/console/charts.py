@@ -18,7 +18,7 @@ def bar_chart(points: list[tuple[str, int]], *, title: str) -> Markup:
     bar = max(4.0, slot * 0.7)
     height = BAR_AREA + LABEL_SPACE
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {WIDTH + 48} {height}" role="img" '
         f'aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title>",
         f'<line x1="0" y1="{BAR_AREA}" x2="{WIDTH}" y2="{BAR_AREA}" class="axis"/>',
