@@ -42,7 +42,14 @@ DEMO_DOMAINS = (
 
 #: (username, display name, domain, [(role, scope), ...])
 DEMO_USERS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = (
-    ("admin", "Alex Admin", "acme", ((ADMINISTRATOR, "acme"),)),
+    # The APAC policy row asks three approvals and APAC has two approvers of
+    # its own: the administrator also approves, organisation-wide.
+    (
+        "admin",
+        "Alex Admin",
+        "acme",
+        ((ADMINISTRATOR, "acme"), (REQUEST_APPROVER, "acme")),
+    ),
     ("tadmin", "Toni Inventory", "acme", ((TOKEN_ADMINISTRATOR, "acme"),)),
     ("aschmidt", "Anna Schmidt", "acme/emea", ((REQUEST_APPROVER, "acme/emea"),)),
     ("mdubois", "Marc Dubois", "acme/emea", ((REQUEST_APPROVER, "acme/emea"),)),
