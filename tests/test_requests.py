@@ -828,3 +828,38 @@ def test_requests_commands_submit_decide_show_and_cancel(org, monkeypatch):
 def request_ids(org: Org) -> list[int]:
     with org.database.read() as session:
         return list(session.scalars(select(ProvisioningRequest.id)))
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        (
+            {"status": "open"},
+            {
+                "status": "Status must be one of: pending, completed, rejected, "
+                "cancelled, expired, failed."
+            },
+        ),
+        (
+            {"request_type": "laptop"},
+            {
+                "request_type": "Request type must be one of: new_token, "
+                "replace_expiring_token, replace_lost_token, ondemand_tokencode, "
+                "group_membership, new_account."
+            },
+        ),
+        (
+            {"limit": 0, "offset": -1},
+            {
+                "limit": "Limit must be between 1 and 500.",
+                "offset": "Offset must be between 0 and 1000000000.",
+            },
+        ),
+    ],
+)
+def test_list_requests_refuses_bad_queries(org, query, errors):
+    with org.database.read() as session:
+        with pytest.raises(ValidationFailed) as failed:
+            requests.list_requests(session, org["jdoe"], **query)
+
+    assert failed.value.field_errors == errors

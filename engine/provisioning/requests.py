@@ -81,6 +81,8 @@ from .request_models import NO_TOKEN, ProvisioningRequest, RequestStatus
 logger = logging.getLogger(__name__)
 
 JUSTIFICATION_MIN = 10
+MAX_LIST_LIMIT = 500
+MAX_LIST_OFFSET = 1_000_000_000
 APPROVE_STEP = "approve_request"
 HARDWARE_STEP = "distribute_token"
 SOFTWARE_STEP = "distribute_software_token"
@@ -1290,7 +1292,23 @@ def list_requests(
     :param mine: True for the actor's own requests; False for the requests of
         the security domains where the actor holds any staff role (their own
         requests excluded).
+    :raises ValidationFailed: an unknown status or request type, or a limit
+        or offset out of range.
     """
+    errors = {}
+    if status and status not in RequestStatus.ALL:
+        errors["status"] = f"Status must be one of: {', '.join(RequestStatus.ALL)}."
+    if request_type and request_type not in REQUEST_TYPES:
+        errors["request_type"] = (
+            f"Request type must be one of: {', '.join(REQUEST_TYPES)}."
+        )
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        errors["limit"] = f"Limit must be between 1 and {MAX_LIST_LIMIT}."
+    if not 0 <= offset <= MAX_LIST_OFFSET:
+        errors["offset"] = f"Offset must be between 0 and {MAX_LIST_OFFSET}."
+    if errors:
+        raise ValidationFailed("The list query has errors.", errors)
+
     query = select(ProvisioningRequest)
     if mine:
         query = query.where(ProvisioningRequest.requester == actor.username)
