@@ -31,7 +31,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from engine import deployments, instances
 from engine.errors import DeploymentError, NotFound, ProvisioningError
@@ -87,6 +87,12 @@ def camunda_error(err: Exception) -> Response:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="engine-rest"'
     return response
+
+
+# By code too: Flask prefers the app's handlers for a code over a blueprint's
+# handler for a class (see web.api.v1).
+for _status in default_exceptions:
+    bp.register_error_handler(_status, camunda_error)
 
 
 def _kind(status: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import or_, select
+from werkzeug.exceptions import default_exceptions
 
 from engine import api_tokens, deployments, instances
 from engine.errors import PermissionDenied
@@ -58,6 +59,13 @@ def _authenticate() -> None:
 @bp.errorhandler(Exception)
 def _error(err: Exception):
     return handle(err)
+
+
+# Flask looks up handlers by status code before class, and the app's own
+# handlers by code (the console's pages, its CSRF page) would otherwise answer
+# this blueprint's HTTP errors in HTML or in another shape.
+for _status in default_exceptions:
+    bp.register_error_handler(_status, handle)
 
 
 # -- reading the call -------------------------------------------------------
