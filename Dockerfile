@@ -39,6 +39,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=4)"
 
-# Upgrade the schema first (safe to run from several containers: Alembic
-# takes a lock on PostgreSQL), then serve with gunicorn, logs as JSON lines.
-CMD ["sh", "-c", "provisioning db upgrade && exec gunicorn --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} --threads 4 --timeout 60 --access-logfile - 'web:create_app()'"]
+# Upgrade the schema first, then serve with gunicorn (engine/serve.py);
+# LOG_FORMAT=json makes the application log JSON lines.
+CMD ["sh", "-c", "provisioning db upgrade && exec provisioning serve --host 0.0.0.0 --port ${PORT} --workers ${WEB_CONCURRENCY}"]

@@ -58,8 +58,9 @@ def test_compose_has_database_web_worker_and_mail_catcher(config):
 def test_web_runs_migrations_before_gunicorn(config):
     command = " ".join(config["services"]["web"]["command"])
 
-    assert command.index("provisioning db upgrade") < command.index("gunicorn")
-    assert "'web:create_app()'" in command
+    assert command.index("provisioning db upgrade") < command.index(
+        "provisioning --log-format json serve"
+    )
 
 
 def test_services_are_configured_by_environment(config):
