@@ -112,8 +112,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ProvisioningError, _engine_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
-    # By code as well: the API chains its 404 and 405 handlers to these.
-    for status in (400, 403, 404, 405, 409, 413, 429):
+    # 404 and 405 by code as well: routing fails before any blueprint is
+    # chosen, and the API chains its own 404 and 405 handlers to these. Other
+    # codes stay class-based so that the API blueprint's handlers come first.
+    for status in (404, 405):
         app.register_error_handler(status, _http_error)
     app.register_error_handler(500, _unexpected_error)
     app.after_request(_security_headers)

@@ -183,7 +183,11 @@ def my_requests():
         status = None
     with reading() as session:
         found = provisioning.list_requests(
-            session, actor(), mine=True, status=status, limit=2000
+            session,
+            actor(),
+            mine=True,
+            status=status,
+            limit=provisioning.MAX_LIST_LIMIT,
         )
         page = paginate(found)
     return render_template(
