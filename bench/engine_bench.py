@@ -73,8 +73,12 @@ def prepare(url: str) -> Database:
     database = Database(url)
     migrate.upgrade(database)
     with database.write() as session:
-        deployments.deploy(session, deployments.read_paths([DIAGRAM]),
-                           deployed_by="bench", source="bench")
+        deployments.deploy(
+            session,
+            deployments.read_paths([DIAGRAM]),
+            deployed_by="bench",
+            source="bench",
+        )
     return database
 
 
@@ -87,14 +91,15 @@ def engine_lifecycle(database: Database) -> None:
     for actor, data in STEPS:
         with database.write() as session:
             task_id = session.scalar(
-                select(HumanTask.id).where(HumanTask.instance_id == instance_id,
-                                           HumanTask.status == "open")
+                select(HumanTask.id).where(
+                    HumanTask.instance_id == instance_id, HumanTask.status == "open"
+                )
             )
             instances.complete_task(session, task_id, actor=actor, data=data)
 
 
 def run_engine_lifecycles(n: int, db_url: str | None = None) -> dict:
-    """Run ``n`` engine lifecycles; return rate, statements and commits per lifecycle."""
+    """Run ``n`` engine lifecycles; return the rate, statements and commits."""
     with tempfile.TemporaryDirectory() as tmp:
         database = prepare(db_url or f"sqlite:///{tmp}/bench.sqlite3")
         engine_lifecycle(database)  # warm the spec cache and compiled scripts
@@ -116,7 +121,9 @@ def run_bare_lifecycles(n: int) -> dict:
     parser = CamundaParser()
     parser.add_bpmn_file(str(DIAGRAM))
     spec = parser.get_spec(KEY)
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+    serializer = BpmnWorkflowSerializer(
+        BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG)
+    )
 
     def lifecycle():
         workflow = BpmnWorkflow(spec)
@@ -152,9 +159,20 @@ def completion_cost(stored: int, samples: int = 30) -> dict:
             template_task = session.scalars(
                 select(HumanTask).where(HumanTask.instance_id == template.id)
             ).one()
-            row = {c: getattr(template, c) for c in (
-                "definition_id", "process_key", "initiator", "domain_path", "status",
-                "state", "serializer_version", "created_at", "updated_at")}
+            row = {
+                c: getattr(template, c)
+                for c in (
+                    "definition_id",
+                    "process_key",
+                    "initiator",
+                    "domain_path",
+                    "status",
+                    "state",
+                    "serializer_version",
+                    "created_at",
+                    "updated_at",
+                )
+            }
         batch = 5000
         with database.write() as session:
             next_id = session.scalar(select(func.max(ProcessInstance.id))) + 1
@@ -162,29 +180,54 @@ def completion_cost(stored: int, samples: int = 30) -> dict:
             count = min(batch, stored - next_id + 1)
             ids = list(range(next_id, next_id + count))
             with database.write() as session:
-                session.execute(insert(ProcessInstance), [{**row, "id": i} for i in ids])
-                session.execute(insert(HumanTask), [{
-                    "id": f"00000000-0000-4000-8000-{i:012d}", "instance_id": i,
-                    "process_key": KEY, "task_spec": "approve_1",
-                    "name": template_task.name, "domain_path": "acme/emea",
-                    "form": template_task.form, "status": "open",
-                    "created_at": template_task.created_at, "saved_data": {},
-                } for i in ids])
-                session.execute(insert(TaskCandidate), [{
-                    "task_id": f"00000000-0000-4000-8000-{i:012d}", "kind": "group",
-                    "name": "request_approver"} for i in ids])
+                session.execute(
+                    insert(ProcessInstance), [{**row, "id": i} for i in ids]
+                )
+                session.execute(
+                    insert(HumanTask),
+                    [
+                        {
+                            "id": f"00000000-0000-4000-8000-{i:012d}",
+                            "instance_id": i,
+                            "process_key": KEY,
+                            "task_spec": "approve_1",
+                            "name": template_task.name,
+                            "domain_path": "acme/emea",
+                            "form": template_task.form,
+                            "status": "open",
+                            "created_at": template_task.created_at,
+                            "saved_data": {},
+                        }
+                        for i in ids
+                    ],
+                )
+                session.execute(
+                    insert(TaskCandidate),
+                    [
+                        {
+                            "task_id": f"00000000-0000-4000-8000-{i:012d}",
+                            "kind": "group",
+                            "name": "request_approver",
+                        }
+                        for i in ids
+                    ],
+                )
             next_id += count
 
         timings = []
         for _ in range(samples):
             with database.write() as session:
                 instance = instances.start_instance(session, KEY, actor=REQUESTER)
-                task_id = session.scalar(select(HumanTask.id).where(
-                    HumanTask.instance_id == instance.id, HumanTask.status == "open"))
+                task_id = session.scalar(
+                    select(HumanTask.id).where(
+                        HumanTask.instance_id == instance.id, HumanTask.status == "open"
+                    )
+                )
             started = time.perf_counter()
             with database.write() as session:
-                instances.complete_task(session, task_id, actor=APPROVERS[0],
-                                        data={"decision": "approve"})
+                instances.complete_task(
+                    session, task_id, actor=APPROVERS[0], data={"decision": "approve"}
+                )
             timings.append(time.perf_counter() - started)
         with database.read() as session:
             total = session.scalar(select(func.count()).select_from(ProcessInstance))
@@ -205,9 +248,11 @@ def main() -> None:
     small = completion_cost(args.small)
     large = completion_cost(args.large)
     result = {
-        "engine": engine, "bare": bare,
+        "engine": engine,
+        "bare": bare,
         "ratio": engine["per_second"] / bare["per_second"],
-        "completion_small": small, "completion_large": large,
+        "completion_small": small,
+        "completion_large": large,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -215,12 +260,18 @@ def main() -> None:
     print(f"engine API on SQLite:   {engine['per_second']:8.1f} lifecycles/s")
     print(f"bare SpiffWorkflow:     {bare['per_second']:8.1f} lifecycles/s")
     print(f"ratio engine/bare:      {result['ratio']:8.2f}")
-    print(f"per lifecycle:          {engine['statements']:8.1f} SQL statements, "
-          f"{engine['commits']:.1f} commits")
-    print(f"one completion, {small['stored']:>7,} instances stored: "
-          f"{small['median_ms']:6.2f} ms (median)")
-    print(f"one completion, {large['stored']:>7,} instances stored: "
-          f"{large['median_ms']:6.2f} ms (median)")
+    print(
+        f"per lifecycle:          {engine['statements']:8.1f} SQL statements, "
+        f"{engine['commits']:.1f} commits"
+    )
+    print(
+        f"one completion, {small['stored']:>7,} instances stored: "
+        f"{small['median_ms']:6.2f} ms (median)"
+    )
+    print(
+        f"one completion, {large['stored']:>7,} instances stored: "
+        f"{large['median_ms']:6.2f} ms (median)"
+    )
 
 
 if __name__ == "__main__":

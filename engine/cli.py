@@ -13,7 +13,7 @@ import socket
 
 import click
 
-from . import deployments, instances, migrate
+from . import api_tokens, deployments, instances, migrate
 from .clikit import Context, handle_errors, pass_context
 from .errors import ValidationFailed
 from .identity import actor_for
@@ -45,7 +45,7 @@ def main(ctx: click.Context, log_format: str | None, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (demo, users, tokens, requests_group, mail):
+for command in (demo, users, tokens, requests_group, mail, api_tokens.cli):
     main.add_command(command)
 
 

@@ -152,14 +152,26 @@ def lock_instance(session: Session, instance_id: int) -> ProcessInstance:
         .execution_options(populate_existing=True)
     ).first()
     if instance is None:
-        raise NotFound(f"Request {instance_id} does not exist; check the number.")
+        raise NotFound(f"Instance {instance_id} does not exist; check the number.")
     return instance
+
+
+def _label(instance: ProcessInstance, *, capital: bool = False) -> str:
+    """Name an instance in messages the way its users know it.
+
+    The business key (a provisioning request's "request-12") when there is
+    one; the instance id means nothing to a requester whose request number
+    differs from it.
+    """
+    if instance.business_key:
+        return instance.business_key
+    return f"{'Instance' if capital else 'instance'} {instance.id}"
 
 
 def get_instance(session: Session, instance_id: int) -> ProcessInstance:
     instance = session.get(ProcessInstance, instance_id)
     if instance is None:
-        raise NotFound(f"Request {instance_id} does not exist; check the number.")
+        raise NotFound(f"Instance {instance_id} does not exist; check the number.")
     return instance
 
 
@@ -205,13 +217,13 @@ def _locked_task(
     task = next(r for r in rows if r.id == task_id)
     if task.status == TaskStatus.COMPLETED:
         raise TaskAlreadyCompleted(
-            f"Task '{task.name}' of request {instance.id} was already completed by "
+            f"Task '{task.name}' of {_label(instance)} was already completed by "
             f"{task.completed_by} at {task.completed_at:%Y-%m-%d %H:%M:%S} UTC; "
             "nothing was changed. Reload the request to see its current state."
         )
     if task.status != TaskStatus.OPEN or instance.status not in InstanceStatus.ACTIVE:
         raise InstanceNotActive(
-            f"Task '{task.name}' of request {instance.id} is no longer open: the "
+            f"Task '{task.name}' of {_label(instance)} is no longer open: the "
             f"request is {instance.status}. Nothing was changed."
         )
     return task, instance, rows
@@ -243,7 +255,7 @@ def complete_task(
     spiff_task = workflow.get_task_from_id(UUID(task.id))
     if spiff_task is None or spiff_task.state != TaskState.READY:
         raise InstanceNotActive(
-            f"Task '{task.name}' of request {instance.id} is not ready in the "
+            f"Task '{task.name}' of {_label(instance)} is not ready in the "
             "workflow any more; reload the request."
         )
     spiff_task.data.update(values)
@@ -323,7 +335,7 @@ def check_may_work(
     named = who == task.assignee or who in task.candidate_users
     if who == instance.initiator and not named:
         raise PermissionDenied(
-            f"You started request {instance.id}, so you may not work its task "
+            f"You started {_label(instance)}, so you may not work its task "
             f"'{task.name}': separation of duties requires someone else to do it."
         )
     if rows is None:
@@ -338,12 +350,12 @@ def check_may_work(
     )
     if earlier and not named:
         raise PermissionDenied(
-            f"You already completed an earlier '{task.name}' step of request "
-            f"{instance.id}; a different person must take this step."
+            f"You already completed an earlier '{task.name}' step of "
+            f"{_label(instance)}; a different person must take this step."
         )
     if task.assignee and task.assignee != who:
         raise PermissionDenied(
-            f"Task '{task.name}' of request {instance.id} is assigned to "
+            f"Task '{task.name}' of {_label(instance)} is assigned to "
             f"{task.assignee}; ask them or an administrator to unassign it."
         )
     if named:
@@ -353,7 +365,7 @@ def check_may_work(
         return
     needed = " or ".join(groups) or "a named candidate"
     raise PermissionDenied(
-        f"You may not work task '{task.name}' of request {instance.id}: it needs "
+        f"You may not work task '{task.name}' of {_label(instance)}: it needs "
         f"the {needed} role for security domain '{task.domain_path}', which you "
         "do not hold there."
     )
@@ -496,7 +508,7 @@ def assign_task(
         or any(actor.has_role(g, task.domain_path) for g in task.candidate_groups)
     ):
         raise PermissionDenied(
-            f"You may not assign task '{task.name}' of request {instance.id}; only "
+            f"You may not assign task '{task.name}' of {_label(instance)}; only "
             "members of its queue in scope or administrators can."
         )
     previous, task.assignee = task.assignee, None
@@ -535,12 +547,13 @@ def cancel_instance(
     ) or actor.has_role(ADMINISTRATOR, instance.domain_path)
     if not allowed:
         raise PermissionDenied(
-            f"You may not cancel request {instance.id}; only its requester or an "
+            f"You may not cancel {_label(instance)}; only its requester or an "
             "administrator of its security domain can."
         )
     if instance.status not in InstanceStatus.ACTIVE:
         raise InstanceNotActive(
-            f"Request {instance.id} is already {instance.status}; nothing to cancel."
+            f"{_label(instance, capital=True)} is already {instance.status}; "
+            "nothing to cancel."
         )
     reason = (reason or "").strip()
     if not reason:
@@ -590,7 +603,8 @@ def retry_incident(
     instance = lock_instance(session, instance_id)
     if instance.status != InstanceStatus.INCIDENT:
         raise InstanceNotActive(
-            f"Request {instance.id} is {instance.status}, not in an incident; "
+            f"{_label(instance, capital=True)} is {instance.status}, not in an "
+            "incident; "
             "there is nothing to retry."
         )
     workflow = load(session, instance)

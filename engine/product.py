@@ -6,7 +6,8 @@ listeners and worker jobs when they are imported. Entry points (CLI, web app,
 worker, tests) import this module once.
 """
 
-from . import api_tokens  # noqa: F401 - personal API tokens (table api_token)
-from . import notifications  # noqa: F401 - e-mail outbox, listener, worker job
-from .provisioning import handlers, inventory_models  # noqa: F401
-from .provisioning import request_models, requests  # noqa: F401
+from . import (
+    api_tokens,  # noqa: F401 - personal API tokens (table api_token)
+    notifications,  # noqa: F401 - e-mail outbox, listener, worker job
+)
+from .provisioning import handlers, inventory_models, request_models, requests  # noqa: F401  # noqa: F401

@@ -82,9 +82,10 @@ def call(topic: str, task) -> None:
     handler = _handlers.get(topic)
     element_id = task.task_spec.bpmn_id
     if handler is None:
+        known = ", ".join(sorted(_handlers)) or "none"
         raise ServiceError(
             f"No handler is registered for service topic '{topic}' (element "
-            f"'{element_id}'). Registered topics: {', '.join(sorted(_handlers)) or 'none'}."
+            f"'{element_id}'). Registered topics: {known}."
         )
     context = _context.get()
     if context is None:

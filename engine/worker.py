@@ -95,7 +95,7 @@ class Worker:
     def run(
         self, *, install_signal_handlers: bool = True, max_passes: int | None = None
     ):
-        """Loop until stopped; sleep ``interval`` seconds when there is nothing to do."""
+        """Loop until stopped, sleeping ``interval`` seconds when idle."""
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)

@@ -262,7 +262,7 @@ def test_complete_refused_to_the_requester(cli, database, people):
 
     assert_one_line_error(
         result,
-        f"You started request {instance_id}, so you may not work its task 'First "
+        f"You started REQ-{instance_id}, so you may not work its task 'First "
         "approval': separation of duties requires someone else to do it.",
     )
 
@@ -275,7 +275,7 @@ def test_unknown_user_and_instance(cli, people):
         "No active user named 'zed'; check the spelling or create the user first.",
     )
     assert_one_line_error(
-        cli("show", "999"), "Request 999 does not exist; check the number."
+        cli("show", "999"), "Instance 999 does not exist; check the number."
     )
 
 
@@ -293,7 +293,7 @@ def test_cancel(cli, database, people):
         assert session.get(ProcessInstance, instance_id).status == "cancelled"
     assert_one_line_error(
         cli("cancel", str(instance_id), "--user", "alice", "--reason", "again"),
-        f"Request {instance_id} is already cancelled; nothing to cancel.",
+        f"REQ-{instance_id} is already cancelled; nothing to cancel.",
     )
 
 

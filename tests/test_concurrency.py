@@ -31,7 +31,7 @@ from engine.models import HistoryEntry, HumanTask, ProcessInstance
 ROOT = Path(__file__).resolve().parent.parent
 PROVISIONING = ROOT / ".venv" / "bin" / "provisioning"
 ALREADY = re.compile(
-    r"^Task 'First approval' of request (\d+) was already completed by (bob|carol) "
+    r"^Task 'First approval' of instance (\d+) was already completed by (bob|carol) "
     r"at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC; nothing was changed\. Reload the "
     r"request to see its current state\.$"
 )

@@ -135,7 +135,7 @@ def test_retry_is_refused_when_there_is_no_incident(database):
         retry(database, instance_id)
 
     assert str(err.value) == (
-        f"Request {instance_id} is running, not in an incident; there is nothing "
+        f"Instance {instance_id} is running, not in an incident; there is nothing "
         "to retry."
     )
 

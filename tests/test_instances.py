@@ -141,7 +141,7 @@ def test_user_without_the_role_is_refused(database, approval):
     task = task_of(database, approval, "approve1")
 
     assert refused(database, task.id, NOBODY, {"decision": "approve"}) == (
-        f"You may not work task 'First approval' of request {approval}: it needs "
+        f"You may not work task 'First approval' of instance {approval}: it needs "
         "the request_approver role for security domain 'acme/emea/paris', which "
         "you do not hold there."
     )
@@ -151,7 +151,7 @@ def test_role_in_another_domain_branch_is_refused(database, approval):
     task = task_of(database, approval, "approve1")
 
     assert refused(database, task.id, APAC_APPROVER, {"decision": "approve"}) == (
-        f"You may not work task 'First approval' of request {approval}: it needs "
+        f"You may not work task 'First approval' of instance {approval}: it needs "
         "the request_approver role for security domain 'acme/emea/paris', which "
         "you do not hold there."
     )
@@ -164,7 +164,7 @@ def test_requester_may_not_approve_own_request(database, approval):
     )
 
     assert refused(database, task.id, requester_approver, {"decision": "approve"}) == (
-        f"You started request {approval}, so you may not work its task 'First "
+        f"You started instance {approval}, so you may not work its task 'First "
         "approval': separation of duties requires someone else to do it."
     )
 
@@ -184,7 +184,7 @@ def test_same_person_may_not_take_the_same_step_twice(database, two_step):
     second = task_of(database, two_step, "approve")
 
     assert refused(database, second.id, APPROVER) == (
-        f"You already completed an earlier 'Approve' step of request {two_step}; "
+        f"You already completed an earlier 'Approve' step of instance {two_step}; "
         "a different person must take this step."
     )
     assert complete(database, second.id, SECOND_APPROVER) == "running"
@@ -196,7 +196,7 @@ def test_lane_gives_the_role_of_the_task(database, two_step):
     assert task.lane == "Request Approver"
     assert task.candidate_groups == ["request_approver"]
     assert refused(database, task.id, DISTRIBUTOR) == (
-        f"You may not work task 'Approve' of request {two_step}: it needs the "
+        f"You may not work task 'Approve' of instance {two_step}: it needs the "
         "request_approver role for security domain 'acme/emea/paris', which you "
         "do not hold there."
     )
@@ -209,7 +209,7 @@ def test_task_assigned_to_someone_else_is_refused(database, two_step):
     assert distribute.assignee == "dave"
 
     assert refused(database, distribute.id, APPROVER) == (
-        f"Task 'Distribute' of request {two_step} is assigned to dave; ask them or "
+        f"Task 'Distribute' of instance {two_step} is assigned to dave; ask them or "
         "an administrator to unassign it."
     )
     assert complete(database, distribute.id, DISTRIBUTOR) == "completed"
@@ -221,7 +221,7 @@ def test_claimed_task_is_refused_to_other_members_of_the_queue(database, approva
         instances.claim_task(session, task.id, actor=APPROVER)
 
     assert refused(database, task.id, SECOND_APPROVER, {"decision": "approve"}) == (
-        f"Task 'First approval' of request {approval} is assigned to bob; ask them "
+        f"Task 'First approval' of instance {approval} is assigned to bob; ask them "
         "or an administrator to unassign it."
     )
 
@@ -374,7 +374,7 @@ def test_cancel_by_requester_cancels_open_tasks(database, approval):
     with pytest.raises(InstanceNotActive) as err:
         complete(database, task.id, APPROVER, {"decision": "approve"})
     assert str(err.value) == (
-        f"Task 'First approval' of request {approval} is no longer open: the "
+        f"Task 'First approval' of instance {approval} is no longer open: the "
         "request is cancelled. Nothing was changed."
     )
 
@@ -384,7 +384,7 @@ def test_cancel_is_refused_to_others_and_after_the_end(database, approval):
         with database.write() as session:
             instances.cancel_instance(session, approval, actor=APPROVER, reason="x")
     assert str(err.value) == (
-        f"You may not cancel request {approval}; only its requester or an "
+        f"You may not cancel instance {approval}; only its requester or an "
         "administrator of its security domain can."
     )
 
@@ -394,7 +394,7 @@ def test_cancel_is_refused_to_others_and_after_the_end(database, approval):
         with database.write() as session:
             instances.cancel_instance(session, approval, actor=REQUESTER, reason="y")
     assert str(err.value) == (
-        f"Request {approval} is already cancelled; nothing to cancel."
+        f"Instance {approval} is already cancelled; nothing to cancel."
     )
 
 

@@ -814,7 +814,7 @@ def test_requests_commands_submit_decide_show_and_cancel(org, monkeypatch):
         == f"Request {request_id} submitted: pending, Approve request.\n"
     )
     assert refused.exit_code == 1
-    assert refused.stderr.startswith("Error: You started request ")
+    assert refused.stderr.startswith("Error: You started request-")
     assert deferred.exit_code == 0, deferred.output
     assert "Held by:   request approvers of acme/emea/paris (Approve request): " in (
         shown.output

@@ -20,13 +20,9 @@ def org(database, settings) -> Org:
     return make_org(database, settings)
 
 
-def instance_id(org: Org, request_id: int) -> int:
-    return org.request(request_id).instance_id
-
-
 def own_request_message(org: Org, request_id: int, task: str) -> str:
     return (
-        f"You started request {instance_id(org, request_id)}, so you may not work "
+        f"You started request-{request_id}, so you may not work "
         f"its task '{task}': separation of duties requires someone else to do it."
     )
 
@@ -54,8 +50,8 @@ def test_same_approver_cannot_take_two_approval_steps(org):
     org.decide("anna", request_id, "approve")
     second = org.task(request_id)
     expected = (
-        "You already completed an earlier 'Approve request' step of request "
-        f"{instance_id(org, request_id)}; a different person must take this step."
+        "You already completed an earlier 'Approve request' step of "
+        f"request-{request_id}; a different person must take this step."
     )
 
     assert second not in org.inbox("anna")
@@ -110,8 +106,8 @@ def test_approver_of_another_branch_neither_sees_nor_completes(org):
     request_id = org.new_hardware("jdoe")
     task_id = org.task(request_id)
     expected = (
-        f"You may not work task 'Approve request' of request "
-        f"{instance_id(org, request_id)}: it needs the request_approver role for "
+        f"You may not work task 'Approve request' of request-{request_id}: "
+        "it needs the request_approver role for "
         "security domain 'acme/emea/paris', which you do not hold there."
     )
 
