@@ -61,7 +61,9 @@ def frontend() -> None:
         pytest.fail(f"web/frontend/build.sh failed:\n{result.stderr}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: an open sync Playwright keeps an event loop running in this
+# thread, and later test modules that start their own would be refused.
+@pytest.fixture(scope="module")
 def browser(frontend):
     from playwright.sync_api import sync_playwright
 
