@@ -29,7 +29,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from . import events, services
@@ -1018,22 +1018,26 @@ def _jsonable(value: Any) -> Any:
 # -- reading ----------------------------------------------------------------
 
 
-def list_tasks(
-    session: Session,
-    actor: Actor,
-    *,
-    assigned_only: bool = False,
-    queue: str | None = None,
-    process_key: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[HumanTask]:
-    """Return the open tasks ``actor`` may work, oldest first, in one query.
+@dataclass(frozen=True)
+class TaskFilter:
+    """What an inbox asks for; every field narrows the list further.
 
-    A task is listed when it is assigned to the actor, or unassigned and the
-    actor is a candidate user or holds a candidate group's role over the
-    request's domain; tasks that separation of duties forbids are left out.
+    ``due`` is one of ``"overdue"``, ``"today"`` (within a day), ``"week"``
+    (within a week) or ``"none"`` (no due date).
     """
+
+    assigned_only: bool = False
+    queue: str | None = None
+    process_key: str | None = None
+    domain_path: str | None = None
+    older_than: timedelta | None = None
+    due: str | None = None
+
+
+TASK_ORDERS = ("oldest", "newest", "due", "type")
+
+
+def _task_query(actor: Actor, where: TaskFilter, now: datetime):
     me = actor.username
     candidate = aliased(TaskCandidate)
     group_clauses = [
@@ -1046,9 +1050,9 @@ def list_tasks(
             ),
         )
         for role, scope in actor.grants
-        if queue is None or role == queue
+        if where.queue is None or role == where.queue
     ]
-    if queue is None:
+    if where.queue is None:
         group_clauses.append(and_(candidate.kind == "user", candidate.name == me))
     offered = (
         exists().where(candidate.task_id == HumanTask.id, or_(*group_clauses))
@@ -1070,20 +1074,78 @@ def list_tasks(
             )
         )
     )
-    if assigned_only:
+    if where.assigned_only or offered is None:
         query = query.where(HumanTask.assignee == me)
-    elif offered is not None:
+    else:
         query = query.where(
             or_(HumanTask.assignee == me, and_(HumanTask.assignee.is_(None), offered))
         )
-    else:
-        query = query.where(HumanTask.assignee == me)
-    if process_key:
-        query = query.where(HumanTask.process_key == process_key)
-    query = (
-        query.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)
+    if where.process_key:
+        query = query.where(HumanTask.process_key == where.process_key)
+    if where.domain_path:
+        query = query.where(
+            or_(
+                HumanTask.domain_path == where.domain_path,
+                HumanTask.domain_path.startswith(
+                    where.domain_path + "/", autoescape=True
+                ),
+            )
+        )
+    if where.older_than is not None:
+        query = query.where(HumanTask.created_at <= now - where.older_than)
+    if where.due == "overdue":
+        query = query.where(HumanTask.due_at < now)
+    elif where.due in ("today", "week"):
+        horizon = now + timedelta(days=1 if where.due == "today" else 7)
+        query = query.where(HumanTask.due_at <= horizon)
+    elif where.due == "none":
+        query = query.where(HumanTask.due_at.is_(None))
+    return query
+
+
+def list_tasks(
+    session: Session,
+    actor: Actor,
+    *,
+    assigned_only: bool = False,
+    queue: str | None = None,
+    process_key: str | None = None,
+    where: TaskFilter | None = None,
+    order: str = "oldest",
+    limit: int = 50,
+    offset: int = 0,
+) -> list[HumanTask]:
+    """Return the open tasks ``actor`` may work, in one query.
+
+    A task is listed when it is assigned to the actor, or unassigned and the
+    actor is a candidate user or holds a candidate group's role over the
+    request's domain; tasks that separation of duties forbids are left out.
+
+    :param where: filters; ``assigned_only``, ``queue`` and ``process_key``
+        are shortcuts for the fields of the same name.
+    :param order: one of :data:`TASK_ORDERS`.
+    """
+    where = where or TaskFilter(
+        assigned_only=assigned_only, queue=queue, process_key=process_key
     )
-    return list(session.scalars(query))
+    query = _task_query(actor, where, utcnow())
+    if order == "newest":
+        query = query.order_by(HumanTask.created_at.desc(), HumanTask.id)
+    elif order == "due":
+        query = query.order_by(
+            HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at
+        )
+    elif order == "type":
+        query = query.order_by(HumanTask.process_key, HumanTask.created_at)
+    else:
+        query = query.order_by(HumanTask.created_at, HumanTask.id)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def count_tasks(session: Session, actor: Actor, where: TaskFilter | None = None) -> int:
+    """Return how many open tasks :func:`list_tasks` would list, counted in SQL."""
+    query = _task_query(actor, where or TaskFilter(), utcnow())
+    return session.scalar(select(func.count()).select_from(query.subquery()))
 
 
 @dataclass

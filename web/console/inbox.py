@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+import math
+from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -30,19 +31,19 @@ from engine.identity import (
     TOKEN_DISTRIBUTOR,
     actor_for,
 )
+from engine.instances import TaskFilter
 from engine.models import HumanTask, TaskStatus
 
 from ..auth import role_required
 from ..forms import ActionForm, AssignForm
 from . import requestinfo
-from .base import actor, paginate, reading, settings, writing
+from .base import PAGE_SIZE, Page, actor, page_number, reading, settings, writing
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("inbox", __name__)
 
 STAFF_ROLES = (REQUEST_APPROVER, TOKEN_DISTRIBUTOR, ADMINISTRATOR)
-INBOX_LIMIT = 2000
 CARRIED_FIELDS = ("token_model", "shipping_address")
 AGES = {"1": "older than 1 day", "3": "older than 3 days", "7": "older than a week"}
 DUES = {
@@ -68,7 +69,7 @@ def _inbox_count() -> dict:
         return {}
     try:
         with reading() as session:
-            count = len(instances.list_tasks(session, current_user.actor, limit=100))
+            count = instances.count_tasks(session, current_user.actor)
     except Exception:  # noqa: BLE001 - a count must never break a page
         logger.warning("Could not count the inbox", exc_info=True)
         return {}
@@ -85,17 +86,22 @@ def inbox():
     with reading() as session:
         names = _process_names(session)
         counts = _counts(session, me)
-        tasks = instances.list_tasks(
-            session,
-            me,
+        where = _filter(
             assigned_only=view == "mine",
             queue=queue,
             process_key=request.args.get("type") or None,
-            limit=INBOX_LIMIT,
         )
-        tasks = _filter(tasks)
-        tasks = _sort(tasks, request.args.get("sort", "oldest"))
-        page = paginate(tasks)
+        total = instances.count_tasks(session, me, where)
+        number = min(page_number(), max(1, math.ceil(total / PAGE_SIZE)))
+        items = instances.list_tasks(
+            session,
+            me,
+            where=where,
+            order=request.args.get("sort", "oldest"),
+            limit=PAGE_SIZE,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+        page = Page(items, number, PAGE_SIZE, total)
         rows = [
             {"task": t, "instance": t.instance, "type": names.get(t.process_key)}
             for t in page.items
@@ -121,53 +127,27 @@ def _process_names(session: Session) -> dict[str, str]:
 
 
 def _counts(session: Session, me) -> dict:
-    queues = {}
-    for role in sorted({r for r, _ in me.grants if r != ADMINISTRATOR}):
-        queues[role] = len(
-            instances.list_tasks(session, me, queue=role, limit=INBOX_LIMIT)
-        )
+    queues = {
+        role: instances.count_tasks(session, me, TaskFilter(queue=role))
+        for role in sorted({r for r, _ in me.grants if r != ADMINISTRATOR})
+    }
     return {
-        "all": len(instances.list_tasks(session, me, limit=INBOX_LIMIT)),
-        "mine": len(
-            instances.list_tasks(session, me, assigned_only=True, limit=INBOX_LIMIT)
-        ),
+        "all": instances.count_tasks(session, me),
+        "mine": instances.count_tasks(session, me, TaskFilter(assigned_only=True)),
         "queues": queues,
     }
 
 
-def _filter(tasks: list[HumanTask]) -> list[HumanTask]:
-    now = datetime.now(UTC)
-    domain = request.args.get("domain", "").strip()
-    if domain:
-        tasks = [
-            t
-            for t in tasks
-            if t.domain_path == domain or t.domain_path.startswith(domain + "/")
-        ]
+def _filter(**fields) -> TaskFilter:
+    """Read the inbox filters from the query string."""
     age = request.args.get("age", "")
-    if age in AGES:
-        cutoff = now - timedelta(days=int(age))
-        tasks = [t for t in tasks if t.created_at <= cutoff]
     due = request.args.get("due", "")
-    if due == "overdue":
-        tasks = [t for t in tasks if t.due_at and t.due_at < now]
-    elif due in ("today", "week"):
-        horizon = now + timedelta(days=1 if due == "today" else 7)
-        tasks = [t for t in tasks if t.due_at and t.due_at <= horizon]
-    elif due == "none":
-        tasks = [t for t in tasks if t.due_at is None]
-    return tasks
-
-
-def _sort(tasks: list[HumanTask], how: str) -> list[HumanTask]:
-    far = datetime.max.replace(tzinfo=UTC)
-    if how == "newest":
-        return sorted(tasks, key=lambda t: t.created_at, reverse=True)
-    if how == "due":
-        return sorted(tasks, key=lambda t: (t.due_at or far, t.created_at))
-    if how == "type":
-        return sorted(tasks, key=lambda t: (t.process_key, t.created_at))
-    return sorted(tasks, key=lambda t: t.created_at)
+    return TaskFilter(
+        domain_path=request.args.get("domain", "").strip() or None,
+        older_than=timedelta(days=int(age)) if age in AGES else None,
+        due=due if due in DUES else None,
+        **fields,
+    )
 
 
 # -- one task ---------------------------------------------------------------
