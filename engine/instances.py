@@ -229,6 +229,20 @@ def _locked_task(
     return task, instance, rows
 
 
+def lock_task(session: Session, task_id: str) -> tuple[HumanTask, ProcessInstance]:
+    """Lock an open task's instance for this transaction and return both.
+
+    Callers that check their own rules before :func:`complete_task` (say, that
+    a serial number is still available) lock first, so that a concurrent
+    completion shows as :class:`TaskAlreadyCompleted`, not as their rule.
+
+    :raises NotFound, TaskAlreadyCompleted, InstanceNotActive: as
+        :func:`complete_task`.
+    """
+    task, instance, _rows = _locked_task(session, task_id)
+    return task, instance
+
+
 def complete_task(
     session: Session,
     task_id: str,

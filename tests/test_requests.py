@@ -16,8 +16,10 @@ from engine.errors import (
     InstanceNotActive,
     NotFound,
     PermissionDenied,
+    TaskAlreadyCompleted,
     ValidationFailed,
 )
+from engine.identity import actor_for
 from engine.models import HumanTask
 from engine.provisioning import requests
 from engine.provisioning.request_models import ProvisioningRequest
@@ -863,3 +865,24 @@ def test_list_requests_refuses_bad_queries(org, query, errors):
             requests.list_requests(session, org["jdoe"], **query)
 
     assert failed.value.field_errors == errors
+
+
+def test_second_distribution_of_one_step_is_told_who_was_first(org):
+    request_id = org.new_hardware("jdoe")
+    org.decide("hugo", request_id, "approve")
+    org.decide("anna", request_id, "approve")
+    task_id = org.task(request_id)
+    org.distribute("lucia", request_id, serial_number="E-700-1", carrier="dhl")
+
+    # The same serial is no longer available, but what matters to the second
+    # submission is that the step was already taken.
+    with pytest.raises(TaskAlreadyCompleted, match="already completed by lucia at "):
+        with org.database.write() as session:
+            requests.distribute(
+                session,
+                actor_for(session, "lucia"),
+                task_id,
+                serial_number="E-700-1",
+                carrier="dhl",
+                settings=org.settings,
+            )

@@ -1508,6 +1508,9 @@ def distribute(
     if task.task_spec == SOFTWARE_STEP:
         data = {"delivery_method": (delivery_method or "activation_email").strip()}
     else:
+        # Lock before checking the serial: if another distributor completed
+        # this step meanwhile, say so rather than "serial not available".
+        instances.lock_task(session, task_id)
         serial = (serial_number or "").strip()
         error = _serial_error(session, actor, request, serial)
         if error:
