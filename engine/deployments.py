@@ -172,18 +172,7 @@ def _retained_files(session: Session, sources: list[SourceFile]) -> list[SourceF
     replaced = {k for s in sources for k in s.process_ids + s.decision_ids}
     latest_files: dict[int, DeploymentFile] = {}
     for model in (ProcessDefinition, DecisionDefinition):
-        latest = (
-            select(model.key, func.max(model.version).label("version"))
-            .group_by(model.key)
-            .subquery()
-        )
-        rows = session.scalars(
-            select(model).join(
-                latest,
-                (model.key == latest.c.key) & (model.version == latest.c.version),
-            )
-        )
-        for row in rows:
+        for row in _latest(session, model):
             latest_files[row.file_id] = row.file
 
     retained = []
@@ -299,40 +288,28 @@ def _element_name(source: SourceFile, key: str) -> str:
     return key
 
 
-def _latest_definitions(session: Session) -> list[ProcessDefinition]:
+def _latest(session: Session, model):
+    """Return the latest version of each key of ``model``, ordered by key."""
     latest = (
-        select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("v"))
-        .group_by(ProcessDefinition.key)
+        select(model.key, func.max(model.version).label("v"))
+        .group_by(model.key)
         .subquery()
     )
     return list(
         session.scalars(
-            select(ProcessDefinition)
-            .join(
-                latest,
-                (ProcessDefinition.key == latest.c.key)
-                & (ProcessDefinition.version == latest.c.v),
-            )
-            .order_by(ProcessDefinition.key)
+            select(model)
+            .join(latest, (model.key == latest.c.key) & (model.version == latest.c.v))
+            .order_by(model.key)
         )
     )
+
+
+def _latest_definitions(session: Session) -> list[ProcessDefinition]:
+    return _latest(session, ProcessDefinition)
 
 
 def _latest_decisions(session: Session) -> list[DecisionDefinition]:
-    latest = (
-        select(DecisionDefinition.key, func.max(DecisionDefinition.version).label("v"))
-        .group_by(DecisionDefinition.key)
-        .subquery()
-    )
-    return list(
-        session.scalars(
-            select(DecisionDefinition).join(
-                latest,
-                (DecisionDefinition.key == latest.c.key)
-                & (DecisionDefinition.version == latest.c.v),
-            )
-        )
-    )
+    return _latest(session, DecisionDefinition)
 
 
 def list_definitions(session: Session) -> list[ProcessDefinition]:

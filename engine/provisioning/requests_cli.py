@@ -7,7 +7,6 @@ status 1, like the other commands.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -17,25 +16,11 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ..clikit import handle_errors
 from ..config import Settings
 from ..db import Database
-from ..errors import ProvisioningError
 from ..identity import actor_for
 from . import bulk, requests
-
-
-def _fail_cleanly(func):
-    """Turn engine errors into one line on stderr and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except ProvisioningError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 @contextmanager
@@ -67,7 +52,7 @@ def requests_group() -> None:
     metavar="NAME=VALUE",
     help="A field of the request form; repeat for each field.",
 )
-@_fail_cleanly
+@handle_errors
 def submit(
     request_type: str, user: str, on_behalf_of: str | None, fields: tuple[str, ...]
 ) -> None:
@@ -100,7 +85,7 @@ def submit(
 @click.option("--user", required=True, help="Whose view of the requests.")
 @click.option("--scope", is_flag=True, help="Requests in your scope, not your own.")
 @click.option("--status", type=click.Choice(requests.RequestStatus.ALL), default=None)
-@_fail_cleanly
+@handle_errors
 def list_command(user: str, scope: bool, status: str | None) -> None:
     """List requests, newest first."""
     with _open() as (_, database):
@@ -122,7 +107,7 @@ def list_command(user: str, scope: bool, status: str | None) -> None:
 @requests_group.command("show")
 @click.argument("request_id", type=int)
 @click.option("--user", required=True, help="Whose view of the request.")
-@_fail_cleanly
+@handle_errors
 def show(request_id: int, user: str) -> None:
     """Show a request: status, who holds it now and its timeline."""
     with _open() as (_, database):
@@ -159,7 +144,7 @@ def show(request_id: int, user: str) -> None:
 @click.option("--comment", default="", help="Comment to the requester.")
 @click.option("--note", default="", help="Internal note, for staff only.")
 @click.option("--token-model", default=None, help="Another model of the same class.")
-@_fail_cleanly
+@handle_errors
 def decide(
     task_id: str,
     decision: str,
@@ -190,7 +175,7 @@ def decide(
 @click.argument("request_id", type=int)
 @click.option("--user", required=True, help="The requester or an administrator.")
 @click.option("--reason", default="", help="Why the request is cancelled.")
-@_fail_cleanly
+@handle_errors
 def cancel(request_id: int, user: str, reason: str) -> None:
     """Cancel a pending request."""
     with _open() as (_, database):
@@ -207,7 +192,7 @@ def cancel(request_id: int, user: str, reason: str) -> None:
 )
 @click.option("--user", required=True, help="The administrator submitting the file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@_fail_cleanly
+@handle_errors
 def bulk_command(csv_file: Path, user: str, as_json: bool) -> None:
     """Submit one new token request per line of CSV_FILE.
 
