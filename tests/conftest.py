@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser):
-    parser.addoption("--no-postgres", action="store_true",
-                     help="Skip the PostgreSQL variants of the database tests.")
+    parser.addoption(
+        "--no-postgres",
+        action="store_true",
+        help="Skip the PostgreSQL variants of the database tests.",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers_browser import launch_chromium
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
@@ -816,19 +817,16 @@ def modeler_page(tmp_path_factory):
     """Open a blank page with the bpmn-js and dmn-js modelers loaded."""
     if not (BPMN_JS.exists() and DMN_JS.exists()):
         pytest.skip("bpmn-js and dmn-js are not installed; run npm ci in web/frontend")
-    sync_api = pytest.importorskip("playwright.sync_api")
     page_file = tmp_path_factory.mktemp("modeler") / "modeler.html"
     page_file.write_text(
         f'<html><head><script src="{BPMN_JS.as_uri()}"></script>'
         f'<script src="{DMN_JS.as_uri()}"></script></head>'
         '<body><div id="canvas" style="width:1600px;height:900px"></div></body></html>'
     )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+    with launch_chromium() as browser:
         page = browser.new_page()
         page.goto(page_file.as_uri())
         yield page
-        browser.close()
 
 
 IMPORT_BPMN = """async (xml) => {
