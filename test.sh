@@ -34,5 +34,6 @@ fi
 
 web/frontend/build.sh
 
-.venv/bin/ruff check engine web tests bench
+.venv/bin/ruff check engine web tests bench scripts
+.venv/bin/ruff format --check --quiet engine web tests bench scripts
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
