@@ -10,4 +10,9 @@ from . import (
     api_tokens,  # noqa: F401 - personal API tokens (table api_token)
     notifications,  # noqa: F401 - e-mail outbox, listener, worker job
 )
-from .provisioning import handlers, inventory_models, request_models, requests  # noqa: F401  # noqa: F401
+from .provisioning import (  # noqa: F401 - service handlers, models, listeners
+    handlers,
+    inventory_models,
+    request_models,
+    requests,
+)
