@@ -115,3 +115,38 @@ def test_comparison_sees_a_schema_that_differs(empty_database):
 
     removed = {d[1].name for d in differences if d[0] == "remove_table"}
     assert removed == set(Base.metadata.tables)
+
+
+def test_revisions_form_one_line_of_history(empty_database):
+    """One head: the next ``alembic revision`` needs no merge."""
+    script = ScriptDirectory.from_config(migrate.alembic_config(empty_database))
+
+    assert len(script.get_heads()) == 1
+    assert len(list(script.walk_revisions())) >= 5
+
+
+def test_upgrade_keeps_the_rows_of_earlier_revisions(empty_database):
+    migrate.upgrade(empty_database, "0001_foundation")
+    with empty_database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO security_domain (id, name, parent_id, path) "
+                "VALUES (1, 'acme', NULL, 'acme')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO spec_blob (sha256, content, created_at) "
+                "VALUES (:sha, :content, CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "a" * 64, "content": '{"spec": true}'},
+        )
+
+    migrate.upgrade(empty_database)
+
+    with empty_database.engine.connect() as connection:
+        domains = connection.execute(text("SELECT path FROM security_domain")).all()
+        blobs = connection.execute(text("SELECT content FROM spec_blob")).all()
+    assert domains == [("acme",)]
+    assert blobs == [('{"spec": true}',)]
+    assert migrate.pending_revisions(empty_database) == set()

@@ -1,7 +1,7 @@
 """Token inventory: token models, tokens and their history, groups, on-demand service.
 
 Revision ID: 0003_inventory
-Revises: 0001_foundation
+Revises: 0002_requests
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_inventory"
-down_revision: str | Sequence[str] | None = "0001_foundation"
+down_revision: str | Sequence[str] | None = "0002_requests"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

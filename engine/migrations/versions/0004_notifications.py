@@ -1,7 +1,7 @@
 """Notifications: the e-mail outbox, template overrides, stored SMTP settings.
 
 Revision ID: 0004_notifications
-Revises: 0001_foundation
+Revises: 0003_inventory
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_notifications"
-down_revision: str | Sequence[str] | None = "0001_foundation"
+down_revision: str | Sequence[str] | None = "0003_inventory"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

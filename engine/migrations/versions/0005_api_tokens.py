@@ -1,7 +1,7 @@
 """Personal API tokens.
 
 Revision ID: 0005_api_tokens
-Revises: 0001_foundation
+Revises: 0004_notifications
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_api_tokens"
-down_revision: str | Sequence[str] | None = "0001_foundation"
+down_revision: str | Sequence[str] | None = "0004_notifications"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
