@@ -1,8 +1,15 @@
-"""Run the web console under gunicorn from the CLI."""
+"""Run the web console under gunicorn from the CLI.
+
+The engine never imports the web layer: gunicorn is handed the console's
+application factory by name and imports it in each worker process.
+"""
 
 from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.util import import_app
+
+APP_URI = "web:create_app()"
 
 
 class _Server(BaseApplication):
@@ -15,9 +22,7 @@ class _Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from web import create_app
-
-        return create_app()
+        return import_app(APP_URI)
 
 
 def serve(*, host: str, port: int, workers: int) -> None:
