@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -714,18 +715,34 @@ def _describe_error(err: Exception) -> str:
 
 
 def due_timers(
-    session: Session, now: datetime | None = None, limit: int = 100
+    session: Session,
+    now: datetime | None = None,
+    limit: int = 100,
+    *,
+    exclude: Iterable[int] = (),
 ) -> list[Timer]:
-    return list(
-        session.scalars(
-            select(Timer)
-            .where(
-                Timer.status == TimerStatus.WAITING, Timer.due_at <= (now or utcnow())
-            )
-            .order_by(Timer.due_at)
-            .limit(limit)
+    """Return waiting timers that are due, of running instances, oldest first.
+
+    Timers of an instance in an incident wait until it runs again, so they are
+    left out here; else they would crowd the due timers of other instances
+    out of the ``limit``.
+
+    :param exclude: timer ids to leave out, such as those the worker put off
+        after they failed.
+    """
+    query = (
+        select(Timer)
+        .join(ProcessInstance, ProcessInstance.id == Timer.instance_id)
+        .where(
+            Timer.status == TimerStatus.WAITING,
+            Timer.due_at <= (now or utcnow()),
+            ProcessInstance.status == InstanceStatus.RUNNING,
         )
     )
+    exclude = list(exclude)
+    if exclude:
+        query = query.where(Timer.id.not_in(exclude))
+    return list(session.scalars(query.order_by(Timer.due_at).limit(limit)))
 
 
 def fire_timer(
@@ -934,30 +951,27 @@ def _form_dict(form) -> dict[str, Any]:
 
 
 def _sync_timers(session, instance, workflow, now) -> None:
-    waiting: dict[str, tuple[str, datetime]] = {}
-    if instance.status == InstanceStatus.RUNNING:
-        for t in workflow.event_manager.tasks.values():
-            definition = getattr(t.task_spec, "event_definition", None)
-            if not isinstance(definition, TimerEventDefinition):
-                continue
-            value = t._get_internal_data("event_value")
-            if isinstance(value, dict):
-                value = value.get("next")
-            if not value:
-                continue
-            due = datetime.fromisoformat(value)
-            waiting[str(t.id)] = (
-                t.task_spec.bpmn_id,
-                due if due.tzinfo else due.replace(tzinfo=UTC),
-            )
+    """Make the timer rows match the timer events the workflow waits on.
 
+    Timers keep waiting while the instance is in an incident: the failed step
+    is retried later and the escalation or timeout still has to come;
+    :func:`fire_timer` leaves them alone until the instance runs again. A row
+    whose event waits again (a retried step, a cycle) is reused, since a
+    timer event task has one row.
+    """
+    waiting = (
+        _waiting_timers(workflow) if instance.status in InstanceStatus.ACTIVE else {}
+    )
     rows = (
         {
             r.task_id: r
             for r in session.scalars(
                 select(Timer).where(
                     Timer.instance_id == instance.id,
-                    Timer.status == TimerStatus.WAITING,
+                    or_(
+                        Timer.status == TimerStatus.WAITING,
+                        Timer.task_id.in_(list(waiting)),
+                    ),
                 )
             )
         }
@@ -966,9 +980,13 @@ def _sync_timers(session, instance, workflow, now) -> None:
     )
     for task_id, row in rows.items():
         if task_id in waiting:
-            row.due_at = waiting[task_id][1]
+            row.element_id, row.due_at = waiting[task_id]
+            row.status = TimerStatus.WAITING
+            row.fired_at = None
             continue
-        fired = row.due_at <= now and instance.status == InstanceStatus.RUNNING
+        if row.status != TimerStatus.WAITING:
+            continue
+        fired = _timer_fired(workflow, task_id)
         row.status = TimerStatus.FIRED if fired else TimerStatus.CANCELLED
         row.fired_at = now if fired else None
         if fired:
@@ -990,6 +1008,35 @@ def _sync_timers(session, instance, workflow, now) -> None:
                     due_at=due,
                 )
             )
+
+
+def _waiting_timers(workflow) -> dict[str, tuple[str, datetime]]:
+    """Return the timer events the workflow waits on: task id -> (element, due)."""
+    waiting: dict[str, tuple[str, datetime]] = {}
+    for t in workflow.event_manager.tasks.values():
+        definition = getattr(t.task_spec, "event_definition", None)
+        if not isinstance(definition, TimerEventDefinition):
+            continue
+        value = t._get_internal_data("event_value")
+        if isinstance(value, dict):
+            value = value.get("next")
+        if not value:
+            continue
+        due = datetime.fromisoformat(value)
+        waiting[str(t.id)] = (
+            t.task_spec.bpmn_id,
+            due if due.tzinfo else due.replace(tzinfo=UTC),
+        )
+    return waiting
+
+
+def _timer_fired(workflow, task_id: str) -> bool:
+    """Tell whether a timer event that no longer waits was reached, not cancelled."""
+    try:
+        task = workflow.get_task_from_id(UUID(task_id))
+    except SpiffWorkflowException:
+        return False
+    return task.state in (TaskState.READY, TaskState.STARTED, TaskState.COMPLETED)
 
 
 def _may_have_timers(instance) -> bool:

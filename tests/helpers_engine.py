@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,10 @@ def add_actors(db: Database, *actors: Actor) -> None:
     with db.write() as session:
         for actor in actors:
             add_user(session, actor.username, actor.domain_path, actor.grants)
+
+
+def wait_until(moment: datetime) -> None:
+    """Sleep until the wall clock, which the engine reads too, has passed ``moment``."""
+    remaining = (moment - datetime.now(UTC)).total_seconds()
+    if remaining > 0:
+        time.sleep(remaining + 0.05)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,12 +15,14 @@ from helpers_engine import (
     open_tasks,
     start,
     task_of,
+    wait_until,
 )
 from sqlalchemy import select
 
-from engine import instances
+from engine import instances, services
 from engine.db import Database
-from engine.models import HistoryEntry, HumanTask, Timer
+from engine.errors import ServiceError
+from engine.models import HistoryEntry, HumanTask, ProcessInstance, Timer
 from engine.worker import Worker, fire_due_timers
 
 
@@ -41,13 +42,6 @@ def timers(database, instance_id) -> list[Timer]:
         )
         session.expunge_all()
         return rows
-
-
-def wait_until(moment: datetime) -> None:
-    """Sleep until the wall clock has passed ``moment``; the engine reads it too."""
-    remaining = (moment - datetime.now(UTC)).total_seconds()
-    if remaining > 0:
-        time.sleep(remaining + 0.05)
 
 
 def test_waiting_timer_is_stored_with_its_due_time(database, waiting_on_timer):
@@ -156,3 +150,100 @@ def test_instance_completes_after_the_timer(database, settings, waiting_on_timer
     )
 
     assert status == "completed"
+
+
+REMIND_TOPIC = "engine_test_remind"
+
+
+@pytest.fixture
+def failing_reminder(database):
+    """An instance whose reminder fails while its escalation timer still waits."""
+    calls = []
+
+    def remind(call: services.ServiceCall) -> None:
+        calls.append(call.element_id)
+        if len(calls) == 1:
+            raise ServiceError("The mail relay is down; retry once it is back.")
+
+    services.register(REMIND_TOPIC)(remind)
+    deploy(database, "engine_timer_incident.bpmn")
+    instance_id = start(
+        database,
+        "engine_timer_incident",
+        variables={"reminder_after": "PT1S", "escalate_after": "PT2S"},
+    )
+    yield instance_id
+    services.unregister(REMIND_TOPIC)
+
+
+def by_element(database, instance_id) -> dict[str, str]:
+    return {t.element_id: t.status for t in timers(database, instance_id)}
+
+
+def test_timers_keep_waiting_through_an_incident_and_fire_after_the_retry(
+    database, settings, failing_reminder
+):
+    due = {t.element_id: t.due_at for t in timers(database, failing_reminder)}
+    wait_until(due["reminder"])
+
+    fire_due_timers(database, settings)
+
+    assert status_of(database, failing_reminder) == "incident"
+    assert by_element(database, failing_reminder) == {
+        "reminder": "fired",
+        "escalation": "waiting",
+    }
+
+    # Due, but the instance is in an incident: the escalation waits for it.
+    wait_until(due["escalation"])
+    assert fire_due_timers(database, settings) == 0
+    with database.read() as session:
+        assert instances.due_timers(session) == []
+
+    with database.write() as session:
+        instances.retry_incident(session, failing_reminder, actor=APPROVER)
+
+    # The retry runs the instance on, and the overdue escalation fires with it,
+    # once: the worker finds nothing left to fire.
+    assert status_of(database, failing_reminder) == "running"
+    assert fire_due_timers(database, settings) == 0
+    assert by_element(database, failing_reminder) == {
+        "reminder": "fired",
+        "escalation": "fired",
+    }
+    assert sorted(t.task_spec for t in open_tasks(database, failing_reminder)) == [
+        "approve",
+        "escalated",
+    ]
+    assert (
+        count(
+            database,
+            HistoryEntry,
+            HistoryEntry.instance_id == failing_reminder,
+            HistoryEntry.action == "timer_fired",
+        )
+        == 2
+    )
+
+
+def test_cancelling_an_instance_in_an_incident_cancels_its_waiting_timers(
+    database, settings, failing_reminder
+):
+    due = {t.element_id: t.due_at for t in timers(database, failing_reminder)}
+    wait_until(due["reminder"])
+    fire_due_timers(database, settings)
+
+    with database.write() as session:
+        instances.cancel_instance(
+            session, failing_reminder, actor=REQUESTER, reason="Not needed any more"
+        )
+
+    assert by_element(database, failing_reminder) == {
+        "reminder": "fired",
+        "escalation": "cancelled",
+    }
+
+
+def status_of(database, instance_id) -> str:
+    with database.read() as session:
+        return session.get(ProcessInstance, instance_id).status
