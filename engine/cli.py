@@ -10,12 +10,13 @@ import getpass
 import json
 import logging
 import socket
+import sys
 
 import click
 
 from . import api_tokens, deployments, instances, migrate
 from .clikit import Context, handle_errors, pass_context
-from .errors import ValidationFailed
+from .errors import ProvisioningError, ValidationFailed
 from .identity import actor_for
 from .logs import configure_logging
 from .notifications.cli import mail
@@ -40,7 +41,12 @@ def main(ctx: click.Context, log_format: str | None, verbose: bool) -> None:
     # Every command needs the product's service topics and listeners: deploy
     # refuses a topic without a handler, and start/complete run handlers.
     _load_product()
-    ctx.ensure_object(Context)
+    try:
+        ctx.ensure_object(Context)
+    except ProvisioningError as err:
+        # A bad setting in the environment: one line, as for any other error.
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
     # Close pooled connections when the command ends, not when Python exits.
     ctx.call_on_close(ctx.obj.close)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ class Settings:
     max_upload_bytes: int = 2 * 1024 * 1024
     secret_key: str = ""
     token_encryption_key: str = ""
+    token_encryption_previous_keys: tuple[str, ...] = ()
     base_url: str = "http://127.0.0.1:5000"
     reminder_after: str = "P2D"
     escalate_after: str = "P5D"
@@ -37,14 +39,60 @@ class Settings:
             database_url=database_url,
             instance_path=instance_path,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 2 * 1024 * 1024),
-            secret_key=env.get("SECRET_KEY", ""),
+            secret_key=env.get("SECRET_KEY") or instance_secret(instance_path),
             token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", ""),
+            token_encryption_previous_keys=tuple(
+                key.strip()
+                for key in env.get("TOKEN_ENCRYPTION_PREVIOUS_KEYS", "").split(",")
+                if key.strip()
+            ),
             base_url=env.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
             reminder_after=env.get("REMINDER_AFTER", "P2D"),
             escalate_after=env.get("ESCALATE_AFTER", "P5D"),
             auto_cancel_after=env.get("AUTO_CANCEL_AFTER", "P14D"),
             expiry_replacement_days=_int(env, "EXPIRY_REPLACEMENT_DAYS", 30),
         )
+
+    @property
+    def encryption_key(self) -> str:
+        """Return the key that encrypts stored secrets: its own, else the secret key."""
+        return self.token_encryption_key or self.secret_key
+
+
+def instance_secret(instance_path: Path) -> str:
+    """Return a secret key kept in the instance folder, created on first use.
+
+    A laptop run needs no configuration, yet sessions survive a restart, and the
+    web server, the worker and the CLI agree on the key that signs sessions and
+    encrypts token secrets.
+
+    :raises ConfigurationError: the instance folder cannot be written.
+    """
+    path = Path(instance_path) / "secret_key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Exclusive creation, so that two processes starting at once
+            # cannot each write a key of their own.
+            with os.fdopen(
+                os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"
+            ) as file:
+                file.write(secrets.token_hex(32))
+        key = path.read_text().strip()
+    except FileExistsError:
+        key = path.read_text().strip()
+    except OSError as err:
+        raise ConfigurationError(
+            f"Cannot keep the generated secret key in {path}: {err.strerror}. "
+            "Set SECRET_KEY in the environment, or INSTANCE_PATH to a folder "
+            "this user may write."
+        ) from None
+    if not key:
+        raise ConfigurationError(
+            f"The secret key file {path} is empty; delete it to have a new key "
+            "generated, or set SECRET_KEY."
+        )
+    return key
 
 
 def _int(env, name: str, default: int) -> int:
@@ -59,5 +107,8 @@ def _int(env, name: str, default: int) -> int:
             f"{default} or unset it to use the default."
         ) from None
     if value <= 0:
-        raise ConfigurationError(f"{name}={raw!r} must be greater than zero.")
+        raise ConfigurationError(
+            f"{name}={raw!r} must be greater than zero; set it to a whole number "
+            f"such as {default} or unset it to use the default."
+        )
     return value

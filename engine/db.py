@@ -21,21 +21,45 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
+from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def _supported_url(url: str) -> URL:
+    """Parse a database URL; refuse one this product cannot run on.
+
+    :raises ConfigurationError: the URL is malformed or names another database.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"DATABASE_URL {url!r} is not a database URL; use "
+            "sqlite:///path/to/file.sqlite3 or postgresql://user@host/database."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"DATABASE_URL names a {backend} database, which this product does not "
+            "support; use sqlite:///path/to/file.sqlite3 or "
+            "postgresql://user@host/database."
+        )
+    return parsed
+
+
 class Database:
     """An engine and a session factory for one database URL."""
 
     def __init__(self, url: str, *, echo: bool = False):
-        self.url = make_url(url)
+        self.url = _supported_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = _create_engine(self.url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

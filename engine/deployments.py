@@ -68,18 +68,35 @@ def read_paths(paths: Iterable[str | Path]) -> list[tuple[str, bytes]]:
         path = Path(raw)
         if path.is_dir():
             found = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in DEPLOYABLE_SUFFIXES
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in DEPLOYABLE_SUFFIXES and p.is_file()
             )
             if not found:
                 raise NotFound(f"{path} holds no .bpmn or .dmn file to deploy.")
-            files.extend((p.name, p.read_bytes()) for p in found)
+            files.extend((p.name, _read(p)) for p in found)
         elif path.is_file():
-            files.append((path.name, path.read_bytes()))
+            files.append((path.name, _read(path)))
         else:
             raise NotFound(
                 f"{path} does not exist; give a .bpmn or .dmn file or a folder."
             )
     return files
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DeploymentError(
+            [
+                Problem(
+                    file=path.name,
+                    message=f"Cannot read {path}: {err.strerror}; check that this "
+                    "user may read the file, then deploy again.",
+                )
+            ]
+        ) from None
 
 
 def deploy(

@@ -26,12 +26,16 @@ import secrets
 import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 import segno
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +134,11 @@ class SecretBox:
         fernets = [_fernet_from_setting(current_key)]
         fernets.extend(_fernet_from_setting(key) for key in previous_keys)
         self._fernet = MultiFernet(fernets)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SecretBox:
+        """Return the box of the configured keys: the current and former ones."""
+        return cls(settings.encryption_key, settings.token_encryption_previous_keys)
 
     def encrypt(self, plaintext: str) -> str:
         """Return ``plaintext`` encrypted and authenticated, as ASCII text.

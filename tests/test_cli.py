@@ -40,9 +40,10 @@ def cli(database, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
 
-    def run(*args: str, url: str | None = None):
+    def run(*args: str, url: str | None = None, environ: dict | None = None):
         runner = CliRunner()
-        environment = {**env, "DATABASE_URL": url} if url else env
+        environment = {**env, "DATABASE_URL": url} if url else {**env}
+        environment.update(environ or {})
         return runner.invoke(main, list(args), env=environment)
 
     yield run
@@ -295,6 +296,44 @@ def test_cancel(cli, database, people):
         cli("cancel", str(instance_id), "--user", "alice", "--reason", "again"),
         f"REQ-{instance_id} is already cancelled; nothing to cancel.",
     )
+
+
+def test_deploy_a_folder_skips_a_subfolder_named_like_a_diagram(cli, tmp_path):
+    folder = tmp_path / "diagrams"
+    (folder / "old.bpmn").mkdir(parents=True)
+    (folder / "approval.bpmn").write_bytes((DATA / "approval.bpmn").read_bytes())
+
+    result = cli("deploy", str(folder), "--user", "designer")
+
+    assert result.exit_code == 0, result.output
+    assert "approval" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"MAX_UPLOAD_BYTES": "abc"},
+            "MAX_UPLOAD_BYTES='abc' is not a whole number; set it to an integer "
+            "such as 2097152 or unset it to use the default.",
+        ),
+        (
+            {"DATABASE_URL": "mysql://root@127.0.0.1/provisioning"},
+            "DATABASE_URL names a mysql database, which this product does not "
+            "support; use sqlite:///path/to/file.sqlite3 or "
+            "postgresql://user@host/database.",
+        ),
+        (
+            {"DATABASE_URL": "not a url"},
+            "DATABASE_URL 'not a url' is not a database URL; use "
+            "sqlite:///path/to/file.sqlite3 or postgresql://user@host/database.",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line(cli, environ, message):
+    result = cli("definitions", environ=environ)
+
+    assert_one_line_error(result, message)
 
 
 def test_worker_once(cli):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from engine import product  # noqa: F401 - registers service handlers and listeners
-from engine.config import Settings
+from engine.config import Settings, instance_secret
 from engine.db import Database
 
 from .extensions import csrf, limiter, login_manager
@@ -27,7 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings: Settings = config.get("SETTINGS") or Settings.from_env()
     app = Flask(__name__, instance_path=str(Path(settings.instance_path).resolve()))
     app.config.update(
-        SECRET_KEY=settings.secret_key or _instance_secret(app),
+        SECRET_KEY=settings.secret_key or instance_secret(settings.instance_path),
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -55,17 +54,3 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     ops.init_app(app)
     return app
-
-
-def _instance_secret(app: Flask) -> str:
-    """Return a secret key kept in the instance folder, created on first use.
-
-    A laptop run needs no configuration, yet sessions survive a restart and
-    several workers of one server agree on the key.
-    """
-    path = Path(app.instance_path) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()

@@ -48,7 +48,8 @@ def current_smtp_settings(session: Session, settings: Settings) -> SmtpSettings:
 
     :raises MailSettingsError: an ``SMTP_*`` variable is invalid.
     :raises ConfigurationError: the stored password cannot be decrypted because
-        ``TOKEN_ENCRYPTION_KEY`` changed.
+        the encryption key (``TOKEN_ENCRYPTION_KEY``, else ``SECRET_KEY``)
+        changed.
     """
     row = session.get(StoredSmtpSettings, _ROW_ID)
     if row is None:
@@ -60,9 +61,10 @@ def current_smtp_settings(session: Session, settings: Settings) -> SmtpSettings:
             password = _box(settings).decrypt(row.password_ciphertext)
         except SecretKeyMismatch:
             raise ConfigurationError(
-                "The stored SMTP password cannot be decrypted: TOKEN_ENCRYPTION_KEY "
-                "has changed since it was saved. Enter the password again in the "
-                "e-mail settings."
+                "The stored SMTP password cannot be decrypted: the encryption key "
+                "(TOKEN_ENCRYPTION_KEY, else SECRET_KEY) has changed since it was "
+                "saved. Enter the password again in the e-mail settings, or list "
+                "the former key in TOKEN_ENCRYPTION_PREVIOUS_KEYS."
             ) from None
     return SmtpSettings(
         host=row.host,
@@ -179,8 +181,8 @@ def save_smtp_settings(
 ) -> None:
     """Store ``smtp`` as the settings in force, the password encrypted.
 
-    :raises ConfigurationError: a password is given but ``TOKEN_ENCRYPTION_KEY``
-        is not set, so it could only be stored in clear.
+    :raises ConfigurationError: a password is given but no encryption key is
+        set, so it could only be stored in clear.
     """
     ciphertext = None
     if smtp.password:
@@ -222,13 +224,13 @@ def clear_smtp_settings(session: Session, *, actor: str) -> bool:
 
 def _box(settings: Settings) -> SecretBox:
     """Return the box that encrypts the SMTP password."""
-    if not settings.token_encryption_key:
+    if not settings.encryption_key:
         raise ConfigurationError(
-            "TOKEN_ENCRYPTION_KEY is not set, so the SMTP password cannot be "
-            "stored encrypted; set it in the environment, or give the password "
-            "as SMTP_PASSWORD instead."
+            "Neither TOKEN_ENCRYPTION_KEY nor SECRET_KEY is set, so the SMTP "
+            "password cannot be stored encrypted; set one in the environment, "
+            "or give the password as SMTP_PASSWORD instead."
         )
-    return SecretBox(settings.token_encryption_key)
+    return SecretBox.from_settings(settings)
 
 
 def _whole_number(value: int | str, low: int, high: int) -> int | None:

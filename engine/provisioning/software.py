@@ -51,7 +51,7 @@ INVALID_LINK_MESSAGE = (
 
 def secret_box(settings: Settings) -> otp.SecretBox:
     """Return the box that encrypts token secrets with the configured key."""
-    return otp.SecretBox(settings.token_encryption_key or settings.secret_key)
+    return otp.SecretBox.from_settings(settings)
 
 
 def activation_url(settings: Settings, link_token: str) -> str:
