@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
 from .errors import ConfigurationError
 
 DEFAULT_INSTANCE_PATH = Path.cwd() / "instance"
@@ -47,9 +49,9 @@ class Settings:
                 if key.strip()
             ),
             base_url=env.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
-            reminder_after=env.get("REMINDER_AFTER", "P2D"),
-            escalate_after=env.get("ESCALATE_AFTER", "P5D"),
-            auto_cancel_after=env.get("AUTO_CANCEL_AFTER", "P14D"),
+            reminder_after=_duration(env, "REMINDER_AFTER", "P2D"),
+            escalate_after=_duration(env, "ESCALATE_AFTER", "P5D"),
+            auto_cancel_after=_duration(env, "AUTO_CANCEL_AFTER", "P14D"),
             expiry_replacement_days=_int(env, "EXPIRY_REPLACEMENT_DAYS", 30),
         )
 
@@ -93,6 +95,27 @@ def instance_secret(instance_path: Path) -> str:
             "generated, or set SECRET_KEY."
         )
     return key
+
+
+def _duration(env, name: str, default: str) -> str:
+    """Return an ISO 8601 duration setting, checked as the timers will read it.
+
+    The value is copied into each new request, so a bad one would only show
+    later as an incident of every request that no retry can mend.
+    """
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        parts = TimerEventDefinition.parse_iso_duration(raw)
+    except Exception:  # noqa: BLE001 - SpiffWorkflow raises a bare Exception
+        parts = None
+    if not parts or not any(parts.values()):
+        raise ConfigurationError(
+            f"{name}={raw!r} is not an ISO 8601 duration; write it like P2D (two "
+            f"days), PT4H (four hours) or P1DT12H, or unset it to use {default}."
+        )
+    return raw
 
 
 def _int(env, name: str, default: int) -> int:

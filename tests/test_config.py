@@ -107,3 +107,34 @@ def test_a_bad_number_is_refused_with_the_variable_named(tmp_path, name, raw, me
         )
 
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("raw", ["2days", "P", "PT", "-P1D", "P0D"])
+def test_a_timer_duration_that_is_no_iso_duration_is_refused(tmp_path, raw):
+    environ = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s", "REMINDER_AFTER": raw}
+
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(environ)
+
+    assert str(caught.value) == (
+        f"REMINDER_AFTER={raw!r} is not an ISO 8601 duration; write it like P2D (two "
+        "days), PT4H (four hours) or P1DT12H, or unset it to use P2D."
+    )
+
+
+def test_timer_durations_come_from_the_environment(tmp_path):
+    settings = Settings.from_env(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "s",
+            "REMINDER_AFTER": "PT4H",
+            "ESCALATE_AFTER": "P1DT12H",
+            "AUTO_CANCEL_AFTER": "P2W",
+        }
+    )
+
+    assert (
+        settings.reminder_after,
+        settings.escalate_after,
+        settings.auto_cancel_after,
+    ) == ("PT4H", "P1DT12H", "P2W")
