@@ -197,7 +197,7 @@ def test_a_rolled_back_step_writes_no_mail(org, database, mail_settings):
     assert len(outbox(database)) == 4
 
 
-def test_an_incident_tells_the_administrators_and_the_requester(
+def test_an_incident_tells_the_administrators_at_once_and_not_yet_the_requester(
     org, database, mail_settings, start_smtp_server
 ):
     server = start_smtp_server()
@@ -222,8 +222,9 @@ def test_an_incident_tells_the_administrators_and_the_requester(
         assert session.scalars(select(Incident)).first() is not None
     deliver(database, mail_settings, server)
 
+    # The worker retries the step before the request counts as failed; see
+    # test_worker_mail for the "failed" mail once the retries run out.
     assert sent_to(server) == [
-        ("failed", "jdoe@example.org"),
         ("incident", "admin@example.org"),
         ("incident", "emma@example.org"),
     ]

@@ -3,14 +3,13 @@
 Retrying incidents lives here because it is the other half of telling people
 about failures: a step that failed for a passing reason (a database hiccup, a
 directory that was briefly down) is run again a few times with growing pauses
-before anyone has to act, and the administrators' incident mail goes out once,
-on the first failure.
+before anyone has to act (see :mod:`.incident_policy` for who is told when).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -22,15 +21,11 @@ from engine.instances import lock_instance, retry_incident
 from engine.models import Incident, IncidentStatus, InstanceStatus, utcnow
 from engine.worker import register_job, stop_requested
 
+from .incident_policy import INCIDENT_RETRIES, incident_retry_due
 from .listener import configure
 from .outbox import deliver_pending
 
 logger = logging.getLogger(__name__)
-
-#: Automatic retries of a failed step before it waits for an administrator.
-INCIDENT_RETRIES = 3
-#: Pause before the first automatic retry; each further one waits twice as long.
-FIRST_INCIDENT_RETRY = timedelta(minutes=1)
 
 
 def deliver_outbox(db: Database, settings: Settings) -> int:
@@ -39,18 +34,14 @@ def deliver_outbox(db: Database, settings: Settings) -> int:
     return deliver_pending(db, settings, should_stop=stop_requested)
 
 
-def incident_retry_due(incident: Incident) -> datetime:
-    """Return when an open incident is next retried automatically."""
-    return incident.created_at + FIRST_INCIDENT_RETRY * 2 ** (incident.attempts - 1)
-
-
 def retry_incidents(
     db: Database, settings: Settings, *, now: datetime | None = None
 ) -> int:
     """Retry open incidents whose pause has passed; return how many were retried.
 
-    An incident that has failed :data:`INCIDENT_RETRIES` times is left for an
-    administrator, who sees it in the console and got the incident mail.
+    An incident whose step has failed :data:`INCIDENT_RETRIES` + 1 times is
+    left for an administrator, who sees it in the console and got the
+    incident mail; the requester is told then that the request failed.
     """
     now = now or utcnow()
     with db.read() as session:

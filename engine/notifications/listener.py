@@ -31,6 +31,7 @@ from engine.models import (
 )
 
 from .context import request_data, template_context
+from .incident_policy import is_first_failure, is_left_to_an_administrator
 from .models import OutboxStatus
 from .outbox import enqueue
 from .recipients import Recipient, administrators, requester, task_candidates
@@ -223,14 +224,18 @@ def _mails_of_step(session: Session, step: _Step) -> list[_Mail]:
             )
 
     for entry, _ in step.of("incident_opened"):
-        # Automatic retries fail the same step again; people hear of it once.
-        if _incident_attempts(session, instance, entry.element_id) > 1:
-            continue
-        mails.extend(
-            _Mail("incident", person, comment=entry.message, for_staff=True)
-            for person in administrators(session, instance)
-        )
-        to_requester("failed")
+        # The worker retries a failed step a few times before it waits for an
+        # administrator: administrators hear of the first failure, so they can
+        # look at once; the requester hears only of the one left to them, as
+        # the request may still complete on a retry.
+        attempts = _incident_attempts(session, instance, entry.element_id)
+        if is_first_failure(attempts):
+            mails.extend(
+                _Mail("incident", person, comment=entry.message, for_staff=True)
+                for person in administrators(session, instance)
+            )
+        if is_left_to_an_administrator(attempts):
+            to_requester("failed")
     return mails
 
 
