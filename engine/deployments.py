@@ -5,8 +5,9 @@ A deployment is all or nothing: every file is checked (see
 deployed, and only if nothing is wrong are the new versions stored, in one
 transaction. A process gets a new version only when its parsed spec differs
 from its latest version, compared by the hash of the serialized spec; so
-deploying the same folder twice creates nothing, and a changed decision table
-gives a new version to each process that uses it.
+deploying the same folder twice creates nothing, the same process under
+another file name creates nothing either, and a changed decision table gives a
+new version to each process that uses it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ from .models import (
     ProcessDefinition,
     SpecBlob,
 )
-from .spiff import dump_spec_bundle, load_spec_bundle
+from .spiff import canonical_spec_bundle, dump_spec_bundle, load_spec_bundle
 from .validation import SourceFile, build_parser, check_files, spiff_problem
 
 logger = logging.getLogger(__name__)
 
 DEPLOYABLE_SUFFIXES = (".bpmn", ".dmn")
+
+# The widths of the columns that names and ids are stored in. PostgreSQL
+# refuses a longer value with an error; SQLite would store it as it is.
+MAX_DEPLOYMENT_NAME = Deployment.__table__.c.name.type.length
+MAX_FILE_NAME = DeploymentFile.__table__.c.filename.type.length
+MAX_KEY = ProcessDefinition.__table__.c.key.type.length
+MAX_ELEMENT_NAME = ProcessDefinition.__table__.c.name.type.length
 
 
 @dataclass(frozen=True)
@@ -122,12 +130,14 @@ def deploy(
     sources = [SourceFile(filename, content) for filename, content in files]
     names = [s.filename for s in sources]
     duplicates = {n for n in names if names.count(n) > 1}
-    problems = [
+    problems = _name_lengths(name, names)
+    problems += [
         Problem(n, "the same file name appears twice in the deployment.")
         for n in sorted(duplicates)
     ]
     problems += check_files(sources, max_bytes)
     problems += _duplicate_ids(sources)
+    problems += _id_lengths(sources)
     if problems:
         raise DeploymentError(problems)
 
@@ -151,6 +161,58 @@ def deploy(
         raise DeploymentError(problems)
 
     return _store(session, sources, bundles, new_keys, deployed_by, source, name)
+
+
+def _name_lengths(name: str | None, filenames: list[str]) -> list[Problem]:
+    problems = []
+    if name is not None and len(name) > MAX_DEPLOYMENT_NAME:
+        problems.append(
+            Problem(
+                "(deployment)",
+                f"the deployment name is {len(name)} characters long, more than "
+                f"the limit of {MAX_DEPLOYMENT_NAME}; give a shorter name.",
+            )
+        )
+    for filename in filenames:
+        if len(filename) > MAX_FILE_NAME:
+            problems.append(
+                Problem(
+                    filename,
+                    f"the file name is {len(filename)} characters long, more "
+                    f"than the limit of {MAX_FILE_NAME}; rename the file.",
+                )
+            )
+    return problems
+
+
+def _id_lengths(sources: list[SourceFile]) -> list[Problem]:
+    problems = []
+    for s in sources:
+        for key in s.executable_ids + s.decision_ids:
+            if len(key) > MAX_KEY:
+                problems.append(
+                    Problem(
+                        s.filename,
+                        f"the id is {len(key)} characters long, more than the "
+                        f"limit of {MAX_KEY}; give the process or decision a "
+                        "shorter id in the modeler.",
+                        line=_element_line(s, key),
+                        element_id=key,
+                    )
+                )
+            element_name = _element_name(s, key)
+            if len(element_name) > MAX_ELEMENT_NAME:
+                problems.append(
+                    Problem(
+                        s.filename,
+                        f"the name is {len(element_name)} characters long, more "
+                        f"than the limit of {MAX_ELEMENT_NAME}; give the process "
+                        "or decision a shorter name in the modeler.",
+                        line=_element_line(s, key),
+                        element_id=key,
+                    )
+                )
+    return problems
 
 
 def _duplicate_ids(sources: list[SourceFile]) -> list[Problem]:
@@ -208,7 +270,7 @@ def _store(session, sources, bundles, new_keys, deployed_by, source, name):
     for key, (content, owner) in sorted(bundles.items()):
         digest = hashlib.sha256(content.encode()).hexdigest()
         current = latest.get(key)
-        if current is not None and current.spec_sha256 == digest:
+        if current is not None and _same_spec(session, current, content, digest):
             if key in new_keys:
                 items.append(DeployedItem("process", key, current.version, "unchanged"))
             continue
@@ -296,6 +358,18 @@ def _store(session, sources, bundles, new_keys, deployed_by, source, name):
     )
     items.sort(key=lambda i: (i.kind != "process", i.key))
     return DeploymentResult(deployment.id, items)
+
+
+def _same_spec(
+    session: Session, current: ProcessDefinition, content: str, digest: str
+) -> bool:
+    """Return whether a new spec bundle is the content of ``current``."""
+    if current.spec_sha256 == digest:
+        return True
+    # A bundle stored by an earlier release may hold the file names the spec
+    # came from, and so hash differently for the same process.
+    blob = session.get(SpecBlob, current.spec_sha256)
+    return blob is not None and canonical_spec_bundle(blob.content) == content
 
 
 def _element_name(source: SourceFile, key: str) -> str:

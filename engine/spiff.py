@@ -44,6 +44,7 @@ __all__ = [
     "ExternalServiceTask",
     "ProvisioningParser",
     "RoutedUserTask",
+    "canonical_spec_bundle",
     "dump_spec_bundle",
     "dump_state",
     "load_spec_bundle",
@@ -176,13 +177,34 @@ _serializer = _make_serializer()
 
 
 def dump_spec_bundle(spec, subprocess_specs: dict) -> str:
-    """Serialize a process spec and its call activities' specs, canonically."""
+    """Serialize a process spec and its call activities' specs, canonically.
+
+    The names of the files the specs were parsed from are left out: they say
+    where a process was deployed from, not what it does, and the bundle's hash
+    decides whether a deployment makes a new version.
+    """
     bundle = {
         "spec": _serializer.to_dict(spec),
         "subprocess_specs": {
             k: _serializer.to_dict(v) for k, v in subprocess_specs.items()
         },
     }
+    return _canonical(bundle)
+
+
+def canonical_spec_bundle(content: str) -> str:
+    """Return a stored bundle as :func:`dump_spec_bundle` writes it today.
+
+    Bundles stored before file names were left out still hold them; this is
+    how their content compares with a newly parsed spec.
+    """
+    return _canonical(json.loads(content))
+
+
+def _canonical(bundle: dict[str, Any]) -> str:
+    bundle["spec"]["file"] = None
+    for subprocess_spec in bundle["subprocess_specs"].values():
+        subprocess_spec["file"] = None
     return json.dumps(bundle, sort_keys=True, separators=(",", ":"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +21,7 @@ from helpers_engine import (
 from sqlalchemy import select
 
 from engine import deployments
-from engine.errors import NotFound
+from engine.errors import DeploymentError, NotFound
 from engine.models import (
     DecisionDefinition,
     Deployment,
@@ -301,3 +302,147 @@ def test_list_definitions_orders_by_key_and_version(database):
     with database.read() as session:
         listed = [(d.key, d.version) for d in deployments.list_definitions(session)]
     assert listed == [("approval", 1), ("approval", 2), ("engine_form", 1)]
+
+
+def test_same_process_under_another_file_name_creates_no_version(database):
+    deploy(database, "approval.bpmn")
+    _, content = data_file("approval.bpmn")
+
+    renamed = deploy(database, ("renamed.bpmn", content))
+    back = deploy(database, "approval.bpmn")
+
+    for result in (renamed, back):
+        assert result.deployment_id is None
+        assert [(i.key, i.version, i.status) for i in result.items] == [
+            ("approval", 1, "unchanged")
+        ]
+    assert versions(database, "approval") == [1]
+    assert count(database, Deployment) == 1
+    assert count(database, SpecBlob) == 1
+
+
+def test_same_called_process_under_another_file_name_creates_no_version(database):
+    deploy(database, "engine_child.bpmn", "engine_waits.bpmn")
+    _, child = data_file("engine_child.bpmn")
+
+    result = deploy(database, ("child_renamed.bpmn", child), "engine_waits.bpmn")
+
+    assert result.deployment_id is None
+    assert versions(database, "engine_waits") == [1]
+    assert versions(database, "engine_child") == [1]
+
+
+def _store_as_an_earlier_release_did(db, key: str, filename: str) -> str:
+    """Rewrite the stored spec of ``key`` v1 with its file name, as before 2.x."""
+    with db.write() as session:
+        definition = deployments.latest_definition(session, key)
+        blob = session.get(SpecBlob, definition.spec_sha256)
+        bundle = json.loads(blob.content)
+        bundle["spec"]["file"] = filename
+        legacy = json.dumps(bundle, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(legacy.encode()).hexdigest()
+        session.add(SpecBlob(sha256=digest, content=legacy))
+        session.flush()
+        definition.spec_sha256 = digest
+        session.flush()
+        session.delete(blob)
+    return digest
+
+
+def test_spec_stored_with_its_file_name_stays_loadable_and_unchanged(database):
+    deploy(database, "approval.bpmn")
+    legacy = _store_as_an_earlier_release_did(database, "approval", "approval.bpmn")
+
+    again = deploy(database, "approval.bpmn")
+    instance_id = start(database, "approval")
+
+    assert again.deployment_id is None
+    assert [(i.version, i.status) for i in again.items] == [(1, "unchanged")]
+    with database.read() as session:
+        definition = deployments.latest_definition(session, "approval")
+        assert definition.spec_sha256 == legacy
+    assert task_of(database, instance_id, "approve1").name == "First approval"
+
+
+def test_changed_process_stored_with_its_file_name_gets_a_new_version(database):
+    deploy(database, "approval.bpmn")
+    _store_as_an_earlier_release_did(database, "approval", "approval.bpmn")
+
+    result = deploy(database, approval_variant(b"First approval", b"Approval 1"))
+
+    assert [(i.version, i.status) for i in result.items] == [(2, "new")]
+
+
+def _refusal(database, *files, **kwargs) -> str:
+    with pytest.raises(DeploymentError) as err:
+        deploy(database, *files, **kwargs)
+    return str(err.value)
+
+
+def _one_problem(text: str) -> str:
+    return f"Deployment refused, nothing was deployed (1 problem):\n  {text}"
+
+
+def test_deployment_name_over_the_limit_is_refused(database):
+    text = _refusal(database, "approval.bpmn", name="n" * 201)
+
+    assert text == _one_problem(
+        "(deployment): the deployment name is 201 characters long, more than the "
+        "limit of 200; give a shorter name."
+    )
+    assert count(database, Deployment) == 0
+    assert count(database, SpecBlob) == 0
+
+
+def test_deployment_name_at_the_limit_is_stored(database):
+    result = deploy(database, "approval.bpmn", name="n" * 200)
+
+    with database.read() as session:
+        assert session.get(Deployment, result.deployment_id).name == "n" * 200
+
+
+def test_file_name_over_the_limit_is_refused(database):
+    _, content = data_file("approval.bpmn")
+    long_name = "a" * 296 + ".bpmn"
+
+    text = _refusal(database, (long_name, content))
+
+    assert text == _one_problem(
+        f"{long_name}: the file name is 301 characters long, more than the limit "
+        "of 300; rename the file."
+    )
+    assert count(database, Deployment) == 0
+    assert count(database, DeploymentFile) == 0
+
+
+def test_file_name_at_the_limit_is_stored(database):
+    _, content = data_file("approval.bpmn")
+    name = "a" * 295 + ".bpmn"
+
+    deploy(database, (name, content))
+
+    with database.read() as session:
+        assert deployments.latest_definition(session, "approval").file.filename == (
+            name
+        )
+
+
+def test_process_id_and_name_over_the_limit_are_refused(database):
+    _, content = data_file("approval.bpmn")
+    key, name = "p" * 201, "N" * 301
+    content = content.replace(b'"approval"', f'"{key}"'.encode()).replace(
+        b'name="Approval"', f'name="{name}"'.encode()
+    )
+
+    with pytest.raises(DeploymentError) as err:
+        deploy(database, ("long.bpmn", content))
+
+    assert [str(p) for p in err.value.problems] == [
+        f"long.bpmn, line 3, element '{key}': the id is 201 characters long, more "
+        "than the limit of 200; give the process or decision a shorter id in the "
+        "modeler.",
+        f"long.bpmn, line 3, element '{key}': the name is 301 characters long, "
+        "more than the limit of 300; give the process or decision a shorter name "
+        "in the modeler.",
+    ]
+    assert count(database, Deployment) == 0
