@@ -66,7 +66,12 @@ TEMPLATE_VARIABLES: MappingProxyType[str, str] = MappingProxyType(
             "Comment the approver or distributor wrote for the user (never the "
             "staff-only notes)."
         ),
-        "link": "Address of the request's page in the console.",
+        "link": (
+            "Address to open in the console: the task for a mail about one, "
+            "the process instance's administration page for an incident, "
+            "otherwise the request's page (the console's home page for a "
+            "process instance started without a request)."
+        ),
         "delivery.serial_number": "Serial number of the assigned token.",
         "delivery.carrier": "Carrier that ships a hardware token.",
         "delivery.tracking_number": "Carrier's tracking number for the shipment.",
@@ -788,7 +793,9 @@ _INCIDENT = MailTemplate(
 Hello,
 
 Request {{ request.business_key }} of {{ user.display_name }} stopped because
-a step failed. It waits until the cause is fixed and the step is retried.
+a step failed. The step is retried automatically a few times, with growing
+pauses; if it keeps failing, the request waits until the cause is fixed and
+an administrator retries the step. You will not be told of each retry.
 {% if comment %}
 
 What failed:
@@ -800,7 +807,8 @@ What failed:
         + """\
 
 You receive this message as an administrator of the request's security
-domain. Open the request to see the incident and retry the step:
+domain. Open the process instance to see the incident, retry the step or
+cancel the request:
 {{ link }}
 """
     ),
@@ -808,8 +816,10 @@ domain. Open the request to see the incident and retry the step:
         """\
 <p>Hello,</p>
 <p>Request <strong>{{ request.business_key }}</strong> of
-{{ user.display_name }} stopped because a step failed. It waits until the
-cause is fixed and the step is retried.</p>
+{{ user.display_name }} stopped because a step failed. The step is retried
+automatically a few times, with growing pauses; if it keeps failing, the
+request waits until the cause is fixed and an administrator retries the step.
+You will not be told of each retry.</p>
 {% if comment %}
 <p>What failed:</p>
 """
@@ -820,9 +830,10 @@ cause is fixed and the step is retried.</p>
         + _HTML_DETAILS
         + """\
 <p>You receive this message as an administrator of the request's security
-domain. Open the request to see the incident and retry the step.</p>
+domain. Open the process instance to see the incident, retry the step or
+cancel the request.</p>
 """
-        + _html_button("Open the request")
+        + _html_button("Open the process instance")
     ),
 )
 

@@ -9,6 +9,7 @@ from helpers_notifications import (
     notification_settings,
     outbox,
     sent_to,
+    shipping_outage,
 )
 from helpers_provisioning import SHIPPING_ADDRESS, make_org
 from smtp_server import smtp_servers
@@ -207,17 +208,14 @@ def test_an_incident_tells_the_administrators_at_once_and_not_yet_the_requester(
     deliver(database, mail_settings, server)
     server.messages.clear()
 
-    # A serial number of another region makes the shipping service fail.
-    task_id = org.task(request_id)
-    org.complete(
-        "lucia",
-        task_id,
-        {
-            "serial_number": "A-700-1",
-            "shipping_address": SHIPPING_ADDRESS,
-            "carrier": "dhl",
-        },
-    )
+    with shipping_outage():
+        org.distribute(
+            "lucia",
+            request_id,
+            serial_number="E-700-1",
+            shipping_address=SHIPPING_ADDRESS,
+            carrier="dhl",
+        )
     with database.read() as session:
         assert session.scalars(select(Incident)).first() is not None
     deliver(database, mail_settings, server)

@@ -26,6 +26,7 @@ from engine.models import (
     TaskStatus,
     User,
 )
+from engine.provisioning.request_models import ProvisioningRequest
 from engine.provisioning.requests import REQUEST_TYPES
 
 from .recipients import SELF_SERVICE_PREFIX
@@ -47,6 +48,9 @@ _TRACKED = (
     "activation_link",
 )
 _DELIVERY = ("serial_number", "carrier", "tracking_number", "activation_link")
+# Values picked from a list in a task's form, which mails show by the name
+# the form gave the option ("DHL"), not by its id ("dhl").
+_CHOSEN_FROM_A_LIST = ("carrier",)
 
 _END_STATUS = {
     "request_rejected": "rejected",
@@ -62,8 +66,11 @@ def request_data(
 
     With ``with_workflow`` the current workflow data is read as well, which
     holds what service tasks wrote (the activation link of a software token).
+    A carrier chosen from the list of a task's form is given by the name the
+    form shows ("DHL"), as the process model defines it.
     """
     data: dict[str, Any] = {}
+    completed_tasks: list[str] = []
     entries = session.scalars(
         select(HistoryEntry)
         .where(
@@ -81,6 +88,8 @@ def request_data(
                 for key, value in (entry.data or {}).items()
                 if key in _TRACKED and value not in (None, "")
             )
+            if entry.task_id:
+                completed_tasks.append(entry.task_id)
 
     if with_workflow and instance.state:
         workflow = load(session, instance)
@@ -92,7 +101,30 @@ def request_data(
                 for key, value in latest.data.items()
                 if key in _TRACKED and value not in (None, "")
             )
+
+    for key, names in _option_names(session, completed_tasks).items():
+        value = data.get(key)
+        if isinstance(value, str) and value in names:
+            data[key] = names[value]
     return data
+
+
+def _option_names(session: Session, task_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Return the option names the forms of ``task_ids`` offered, by field and id."""
+    if not task_ids:
+        return {}
+    names: dict[str, dict[str, str]] = {}
+    forms = session.scalars(select(HumanTask.form).where(HumanTask.id.in_(task_ids)))
+    for form in forms:
+        for form_field in (form or {}).get("fields") or []:
+            if form_field.get("id") not in _CHOSEN_FROM_A_LIST:
+                continue
+            names.setdefault(form_field["id"], {}).update(
+                (option["id"], option["name"])
+                for option in form_field.get("options") or []
+                if option.get("name")
+            )
+    return names
 
 
 def template_context(
@@ -112,19 +144,33 @@ def template_context(
     :param task: the task the mail is about (the recipient's next work).
     :param approver: username of whoever acted (approved, rejected, cancelled).
     :param comment: text for the requester, never a staff-only note.
-    :param for_staff: link to the task rather than to the requester's page.
+    :param for_staff: link to the task, or without one to the instance's page
+        in the administration console, rather than to the requester's page.
     """
     base_url = settings.base_url.rstrip("/")
-    request_id = data.get("request_id") or instance.id
-    link = f"{base_url}/requests/{request_id}"
+    request_id = session.scalar(
+        select(ProvisioningRequest.id).where(
+            ProvisioningRequest.instance_id == instance.id
+        )
+    )
     if for_staff and task is not None:
         link = f"{base_url}/tasks/{task.id}"
+    elif for_staff:
+        # Incidents and escalations: only this page shows the incident and
+        # has the buttons to retry the step or cancel the instance.
+        link = f"{base_url}/admin/instances/{instance.id}"
+    elif request_id is not None:
+        link = f"{base_url}/requests/{request_id}"
+    else:
+        # An instance started without a request (from a modeler or the API)
+        # has no page its initiator may open; the console's home page does.
+        link = f"{base_url}/"
 
     delivery = {key: data.get(key) or None for key in _DELIVERY}
     return {
         "user": _user(session, instance, data),
         "request": {
-            "id": str(request_id),
+            "id": str(request_id or instance.id),
             "business_key": instance.business_key or f"#{instance.id}",
             "type_label": _type_label(instance),
             "created": instance.created_at,
