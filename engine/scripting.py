@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import logging
 import operator
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -184,8 +185,68 @@ _REFUSED_CALLS: dict[str, str] = {
 }
 
 
+# RestrictedPython's own refusals say what is wrong but not what to write
+# instead; these patterns turn them into messages a designer can act on.
+_UNDERSCORE_NAME = re.compile(
+    r'^"(?P<name>[^"]+)" is an invalid variable name because it starts with "_"\.?$'
+)
+_UNDERSCORE_ATTRIBUTE = re.compile(
+    r'^"(?P<name>[^"]+)" is an invalid attribute name because it starts with "_"\.?$'
+)
+_ROLES_NAME = re.compile(
+    r'^"(?P<name>[^"]+)" is an invalid (variable|attribute) name because it ends '
+    r'with "__roles__"\.$'
+)
+_INSPECT_ATTRIBUTE = re.compile(
+    r'^"(?P<name>[^"]+)" is a restricted name, that is forbidden to access in '
+    r"RestrictedPython\.$"
+)
+_RESERVED_NAME = re.compile(r'^"(?P<name>[^"]+)" is a reserved name\.$')
+
+
+def _for_designer(message: str) -> str:
+    """Reword a refusal of RestrictedPython to say what to do instead."""
+    if match := _UNDERSCORE_NAME.match(message):
+        return (
+            f'"{match["name"]}" is not allowed in diagram scripts: names starting '
+            "with an underscore are reserved for Python's internals; start "
+            f"variable names with a letter and {_HELPERS_HINT}"
+        )
+    if match := _UNDERSCORE_ATTRIBUTE.match(message):
+        return (
+            f'"{match["name"]}" is not allowed in diagram scripts: attributes '
+            "starting with an underscore reach into Python's internals; work "
+            "with the task data and the helpers listed in the documentation"
+        )
+    if match := _ROLES_NAME.match(message):
+        return (
+            f'"{match["name"]}" is not allowed in diagram scripts: names ending '
+            'with "__roles__" are reserved for the sandbox; choose another name'
+        )
+    if match := _INSPECT_ATTRIBUTE.match(message):
+        return (
+            f'"{match["name"]}" is not allowed in diagram scripts: it reaches '
+            f"into the interpreter's frames and code; {_HELPERS_HINT}"
+        )
+    if match := _RESERVED_NAME.match(message):
+        return (
+            f'"{match["name"]}" is a reserved name in diagram scripts; choose '
+            "another variable name"
+        )
+    if "diagram scripts" in message:
+        return message
+    return (
+        f"{message.rstrip('.')} in diagram scripts; write that part of the script "
+        "with plain statements and expressions"
+    )
+
+
 class DiagramScriptPolicy(RestrictingNodeTransformer):
     """RestrictedPython's policy, with the refusals a diagram needs on top."""
+
+    def error(self, node: ast.AST, info: str) -> None:
+        """Record a refusal, worded to say what to write instead."""
+        super().error(node, _for_designer(info))
 
     def visit_Import(self, node: ast.Import) -> ast.AST:
         """Refuse ``import x``: no module is available to a diagram."""
@@ -337,6 +398,38 @@ def check_source(source: str, mode: Mode) -> list[str]:
 
     _code, problems = _compile(_normalise(source, mode), mode)
     return problems
+
+
+# The nodes of a literal: constants, signs, and containers of literals. Such an
+# expression has the same value in every instance, and evaluating it cannot
+# take long, so deployment can check its value.
+_LITERAL_NODES = (
+    ast.Expression,
+    ast.Constant,
+    ast.UnaryOp,
+    ast.UAdd,
+    ast.USub,
+    ast.Not,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.Dict,
+    ast.Load,
+)
+
+
+def is_literal(expression: str) -> bool:
+    """Return whether an expression is a literal such as ``2``, ``"x"`` or ``True``.
+
+    :param expression: the Python text of an expression.
+    :return: ``False`` also when the expression does not compile.
+    """
+    try:
+        tree = ast.parse(expression.strip(), "<string>", "eval")
+    except SyntaxError:
+        return False
+
+    return all(isinstance(node, _LITERAL_NODES) for node in ast.walk(tree))
 
 
 def _describe(err: BaseException) -> str:

@@ -26,6 +26,22 @@ HELPERS_HINT = "use the helpers listed in the documentation"
 INSPECT = "scripts cannot inspect objects or the interpreter"
 
 
+def underscore_attribute(line: int, name: str) -> str:
+    return (
+        f'Line {line}: "{name}" is not allowed in diagram scripts: attributes '
+        "starting with an underscore reach into Python's internals; work with "
+        "the task data and the helpers listed in the documentation"
+    )
+
+
+def underscore_name(line: int, name: str) -> str:
+    return (
+        f'Line {line}: "{name}" is not allowed in diagram scripts: names starting '
+        "with an underscore are reserved for Python's internals; start variable "
+        f"names with a letter and {HELPERS_HINT}"
+    )
+
+
 # --- what designers may write -------------------------------------------------
 
 
@@ -238,6 +254,33 @@ def test_engine_refuses_helpers_given_twice() -> None:
             ],
         ),
         (
+            "printed = 1",
+            "exec",
+            [
+                'Line 1: "printed" is a reserved name in diagram scripts; '
+                "choose another variable name"
+            ],
+        ),
+        ("_total = 1", "exec", [underscore_name(1, "_total")]),
+        (
+            "x__roles__ = 1",
+            "exec",
+            [
+                'Line 1: "x__roles__" is not allowed in diagram scripts: names '
+                'ending with "__roles__" are reserved for the sandbox; choose '
+                "another name"
+            ],
+        ),
+        (
+            "async def f():\n    pass",
+            "exec",
+            [
+                "Line 1: AsyncFunctionDef statements are not allowed in diagram "
+                "scripts; write that part of the script with plain statements "
+                "and expressions"
+            ],
+        ),
+        (
             "x = 1\nfrom os import path",
             "exec",
             [
@@ -251,6 +294,30 @@ def test_check_source_reports_problems(
     source: str, mode: scripting.Mode, problems: list[str]
 ) -> None:
     assert check_source(source, mode) == problems
+
+
+@pytest.mark.parametrize(
+    ("expression", "literal"),
+    [
+        ("2", True),
+        ("-1", True),
+        ('  "hardware"\n', True),
+        ("True", True),
+        ("None", True),
+        ("[1, {'a': (2, -3.5)}, {4}]", True),
+        ("not True", True),
+        ("steps", False),
+        ("len(items)", False),
+        ("1 + 1", False),
+        ("10 ** 10 ** 9", False),
+        ("'one'.upper()", False),
+        ("1 +", False),
+    ],
+)
+def test_is_literal_accepts_constants_and_containers_only(
+    expression: str, literal: bool
+) -> None:
+    assert scripting.is_literal(expression) is literal
 
 
 def test_check_source_refuses_an_unknown_mode() -> None:
@@ -271,7 +338,7 @@ ATTACKS = [
     ),
     pytest.param(
         "x = __import__('os')",
-        ['Line 1: "__import__" is an invalid variable name because it starts with "_"'],
+        [underscore_name(1, "__import__")],
         id="dunder-import",
     ),
     pytest.param(
@@ -285,12 +352,9 @@ ATTACKS = [
     pytest.param(
         "x = ().__class__.__bases__[0].__subclasses__()",
         [
-            'Line 1: "__subclasses__" is an invalid attribute name because it '
-            'starts with "_".',
-            'Line 1: "__bases__" is an invalid attribute name because it '
-            'starts with "_".',
-            'Line 1: "__class__" is an invalid attribute name because it '
-            'starts with "_".',
+            underscore_attribute(1, "__subclasses__"),
+            underscore_attribute(1, "__bases__"),
+            underscore_attribute(1, "__class__"),
         ],
         id="subclasses-walk",
     ),
@@ -336,14 +400,14 @@ ATTACKS = [
     ),
     pytest.param(
         "x = (lambda: 0).__code__",
-        ['Line 1: "__code__" is an invalid attribute name because it starts with "_".'],
+        [underscore_attribute(1, "__code__")],
         id="lambda-code",
     ),
     pytest.param(
         "x = (i for i in []).gi_frame",
         [
-            'Line 1: "gi_frame" is a restricted name, that is forbidden to access '
-            "in RestrictedPython."
+            'Line 1: "gi_frame" is not allowed in diagram scripts: it reaches into '
+            f"the interpreter's frames and code; {HELPERS_HINT}"
         ],
         id="generator-frame",
     ),
@@ -381,18 +445,12 @@ ATTACKS = [
     ),
     pytest.param(
         "x = f'{items.__class__}'",
-        [
-            'Line 1: "__class__" is an invalid attribute name because it starts '
-            'with "_".'
-        ],
+        [underscore_attribute(1, "__class__")],
         id="f-string-attribute",
     ),
     pytest.param(
         "try:\n    1 / 0\nexcept Exception as e:\n    x = e.__traceback__",
-        [
-            'Line 4: "__traceback__" is an invalid attribute name because it '
-            'starts with "_".'
-        ],
+        [underscore_attribute(4, "__traceback__")],
         id="traceback",
     ),
 ]
@@ -543,7 +601,7 @@ def test_validate_raises_a_syntax_error_with_the_problem() -> None:
     engine = RestrictedScriptEngine()
 
     engine.validate("a > 1")
-    with pytest.raises(SyntaxError, match='"__class__" is an invalid attribute'):
+    with pytest.raises(SyntaxError, match='"__class__" is not allowed in diagram'):
         engine.validate("a.__class__")
     with pytest.raises(SyntaxError, match="Line 1: syntax error: invalid syntax"):
         engine.validate("> 5")
@@ -778,8 +836,7 @@ def test_decision_table_cell_cannot_escape() -> None:
 
     assert str(caught.value).startswith(
         "Error evaluating expression '().__class__': ScriptRefusedError: "
-        'Line 1: "__class__" is an invalid attribute name because it starts '
-        'with "_".'
+        + underscore_attribute(1, "__class__")
     )
 
 
