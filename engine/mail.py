@@ -782,9 +782,56 @@ def _format_date(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+#: The most one rendered part (subject, text or HTML) may hold, in bytes of
+#: UTF-8. Real mails are a few KiB; a template that writes more is a mistake
+#: that would fill the outbox, the SMTP server and every recipient's mailbox.
+MAX_RENDERED_SIZE = 256 * 1024
+_LIMIT = f"{MAX_RENDERED_SIZE // 1024} KiB one part of an e-mail may hold"
+
+
+class _TooLarge(Exception):
+    """A template's output would pass :data:`MAX_RENDERED_SIZE`."""
+
+
+class _MailSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, also refusing ``'x' * 10**9`` before it takes the memory.
+
+    Intercepting ``*`` also stops Jinja from folding a constant repetition
+    at compile time, which would build the huge string while validating.
+    """
+
+    intercepted_binops = frozenset({"*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_RENDERED_SIZE
+                ):
+                    raise _TooLarge(
+                        f"it would repeat {len(sequence) * times:,} characters "
+                        f"or items, more than the {_LIMIT}"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+def _render_capped(template: Template, values: Mapping[str, Any]) -> str:
+    """Render ``template``, stopping once its output passes the size cap."""
+    chunks = []
+    size = 0
+    for chunk in template.generate(values):
+        size += len(chunk.encode("utf-8", "surrogatepass"))
+        if size > MAX_RENDERED_SIZE:
+            raise _TooLarge(f"renders to more than the {_LIMIT}")
+        chunks.append(chunk)
+    return "".join(chunks)
+
+
 def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
     """Create the sandbox templates render in."""
-    environment = ImmutableSandboxedEnvironment(
+    environment = _MailSandbox(
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -868,7 +915,7 @@ def render_template(
         source = custom if custom is not None else getattr(default, kind)
         origin = "custom" if custom is not None else "default"
         try:
-            rendered[kind] = _compile(kind, source).render(values)
+            rendered[kind] = _render_capped(_compile(kind, source), values)
         # An administrator's template can fail in any way Python expressions
         # can (a division by zero, adding text to a number), and each of
         # them must reach the administrator as a message, not a crash.
@@ -913,7 +960,7 @@ def validate_template(source: str, kind: str) -> list[str]:
         return sorted(problems, key=_line_of)
 
     try:
-        template.render(sample_context())
+        _render_capped(template, sample_context())
     except Exception as error:  # any failure of the template; see render_template
         return [_describe_template_error(error).removeprefix("fails at ")]
     return []
@@ -983,6 +1030,11 @@ def _describe_template_error(error: Exception) -> str:
         for frame in traceback.extract_tb(error.__traceback__)
         if frame.filename == "<template>"
     ]
+    if isinstance(error, _TooLarge):
+        # Without a line, the output as a whole rather than one expression is
+        # too long.
+        return f"fails at line {lines[-1]}: {error}" if lines else str(error)
+
     where = f"line {lines[-1]}" if lines else "an unknown line"
     if isinstance(error, SecurityError):
         reason = f"the sandbox forbids it: {error.message}"

@@ -624,6 +624,44 @@ def test_sandbox_refuses_class_access_at_render():
     )
 
 
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (
+            "{{ 'x' * 5000000 }}",
+            "fails at line 1: it would repeat 5,000,000 characters or items, "
+            "more than the 256 KiB one part of an e-mail may hold",
+        ),
+        (
+            "Hello\n{{ 3 * ['a', 'b'] * 10**9 }}",
+            "fails at line 2: it would repeat 6,000,000,000 characters or items, "
+            "more than the 256 KiB one part of an e-mail may hold",
+        ),
+        (
+            "{% for i in range(30000) %}{{ user.display_name }}{% endfor %}",
+            "renders to more than the 256 KiB one part of an e-mail may hold",
+        ),
+    ],
+)
+def test_a_template_that_writes_too_much_is_refused(source, problem):
+    with pytest.raises(MailTemplateError) as raised:
+        render_template("completed", sample_context(), overrides={"text": source})
+
+    assert str(raised.value) == (
+        f"The custom text template of the 'completed' e-mail {problem}; correct "
+        "it in the e-mail templates settings."
+    )
+    assert validate_template(source, "text") == [problem.removeprefix("fails at ")]
+
+
+def test_a_template_just_under_the_size_cap_renders():
+    source = "{{ 'x' * (256 * 1024 - 1) }}\n"
+
+    rendered = render_template("completed", sample_context(), {"html": source})
+
+    assert len(rendered.html.encode()) == 256 * 1024
+
+
 def test_render_rejects_an_unknown_event():
     with pytest.raises(ValueError) as raised:
         render_template("delivered", sample_context())

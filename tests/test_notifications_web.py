@@ -199,6 +199,28 @@ def test_template_preview_save_and_use(app, sqlite_database, org):
     ]
 
 
+def test_preview_of_a_template_that_writes_too_much_says_so(app, sqlite_database):
+    admin = client_of(app, sqlite_database, "admin")
+    path = "/admin/mail/templates/submitted"
+    form = {
+        "csrf_token": csrf_of(admin, path),
+        "subject": "Received",
+        "text": "{{ 'x' * 5000000 }}",
+        "html": "<p>Received</p>",
+        "action": "preview",
+    }
+
+    page = admin.post(path, data=form).get_data(as_text=True)
+
+    assert (
+        "The custom text template of the &#39;submitted&#39; e-mail fails at "
+        "line 1: it would repeat 5,000,000 characters or items, more than the "
+        "256 KiB one part of an e-mail may hold; correct it in the e-mail "
+        "templates settings." in page
+    )
+    assert "xxxxxxxxxx" not in page
+
+
 def test_outbox_shows_a_failure_with_the_answer_and_resends_it(
     app, sqlite_database, org, mail_settings, start_smtp_server
 ):
