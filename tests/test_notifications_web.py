@@ -133,6 +133,35 @@ def test_smtp_password_is_stored_encrypted_and_never_shown(
     assert [m.rcpt_tos for m in server.messages] == [["someone@example.org"]]
 
 
+def control(page: str, name: str) -> str:
+    """Return the opening tag of the form control named ``name`` on ``page``."""
+    return re.search(rf'<(?:input|select)[^>]* name="{name}"[^>]*>', page).group(0)
+
+
+def test_smtp_settings_link_hints_and_errors_and_nothing_else(app, sqlite_database):
+    admin = client_of(app, sqlite_database, "admin")
+    page = admin.get("/admin/mail/settings").get_data(as_text=True)
+    assert '"None"' not in page
+    assert "aria-invalid" not in control(page, "host")
+    assert "aria-describedby" not in control(page, "host")
+    assert 'aria-describedby="password-hint"' in control(page, "password")
+
+    form = {
+        "csrf_token": csrf_of(admin, "/admin/mail/settings"),
+        "host": "smtp.example.org",
+        "port": "70000",
+        "security": "none",
+        "sender": "Token Provisioning <provisioning@example.org>",
+        "timeout": "5",
+    }
+    page = admin.post("/admin/mail/settings", data=form).get_data(as_text=True)
+    assert '"None"' not in page
+    port = control(page, "port")
+    assert 'aria-invalid="true"' in port
+    assert 'aria-describedby="port-err"' in port
+    assert "aria-invalid" not in control(page, "host")
+
+
 def test_a_failing_test_mail_shows_the_servers_answer(
     app, sqlite_database, mail_settings, start_smtp_server
 ):
