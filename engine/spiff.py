@@ -24,11 +24,12 @@ from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
-from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
+from SpiffWorkflow.bpmn.specs.defaults import ScriptTask, ServiceTask
 from SpiffWorkflow.camunda.parser import CamundaParser
 from SpiffWorkflow.camunda.parser.task_spec import (
     CAMUNDA_MODEL_NS,
     CamundaTaskParser,
+    ScriptTaskParser,
     UserTaskParser,
 )
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
@@ -118,11 +119,21 @@ class ExternalServiceTaskParser(CamundaTaskParser):
         )
 
 
+class LoopingScriptTaskParser(CamundaTaskParser, ScriptTaskParser):
+    """Camunda's script task parser, with Camunda's multi-instance tasks.
+
+    SpiffWorkflow's own gives a multi-instance script task the plain BPMN
+    classes, which the Camunda serializer cannot store, so such a diagram
+    could not be deployed.
+    """
+
+
 class ProvisioningParser(CamundaParser):
     """CamundaParser that keeps routing attributes and external service topics."""
 
     OVERRIDE_PARSER_CLASSES = {
         **CamundaParser.OVERRIDE_PARSER_CLASSES,
+        full_tag("scriptTask"): (LoopingScriptTaskParser, ScriptTask),
         full_tag("userTask"): (RoutedUserTaskParser, RoutedUserTask),
         full_tag("serviceTask"): (ExternalServiceTaskParser, ExternalServiceTask),
     }
