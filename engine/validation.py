@@ -2,15 +2,21 @@
 
 Parsing alone accepts diagrams that fail later, in production, on somebody's
 request: a user task nobody can be routed to, a condition with a typo, a
-script that imports ``os``. Everything here runs at deploy time and reports
-each problem with its file, line and BPMN element id.
+script that imports ``os``, a decision table that answers "one" where a number
+is expected. Everything here runs at deploy time and reports each problem with
+its file, line and BPMN or DMN element id.
+
+The product can ask for more than the types of a decision's outputs: with
+:func:`register_output_values` it names the values an output may take, and
+every literal output entry of that decision is checked against them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
@@ -20,7 +26,8 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from . import services
 from .errors import Problem
-from .scripting import check_source
+from .identity import ROLES, role_of_lane
+from .scripting import RestrictedEnvironment, check_source, is_literal
 from .spiff import ProvisioningParser
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -36,6 +43,79 @@ _xml_parser = etree.XMLParser(
     resolve_entities=False, no_network=True, remove_comments=False, huge_tree=False
 )
 _bpmn_validator: BpmnValidator | None = None
+
+# A routing attribute holding "${...}" is evaluated per task, as
+# engine.instances does; anything else is a literal name.
+_ROUTING_EXPRESSION = re.compile(r"^\$\{\s*(.+?)\s*\}$")
+
+# Expressions SpiffWorkflow evaluates besides conditions, scripts and timers,
+# with the words a designer knows them by.
+_OTHER_EXPRESSIONS = (
+    ("bpmn:multiInstanceLoopCharacteristics/bpmn:loopCardinality", "loop cardinality"),
+    (
+        "bpmn:multiInstanceLoopCharacteristics/bpmn:completionCondition",
+        "completion condition",
+    ),
+    ("bpmn:standardLoopCharacteristics/bpmn:loopCondition", "loop condition"),
+    ("bpmn:adHocSubProcess/bpmn:completionCondition", "completion condition"),
+    ("bpmn:conditionalEventDefinition/bpmn:condition", "event condition"),
+)
+
+# What a literal output entry must be for each DMN type (typeRef), and an
+# example of such a value for the message.
+_OUTPUT_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "integer": (int, "an integer such as 2"),
+    "long": (int, "an integer such as 2"),
+    "double": ((int, float), "a number such as 2.5"),
+    "number": ((int, float), "a number such as 2.5"),
+    "boolean": (bool, "True or False"),
+    "string": (str, 'a quoted text such as "hardware"'),
+}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a text"}
+
+
+@dataclass(frozen=True)
+class OutputValues:
+    """The values one output of one decision may take, and why."""
+
+    allowed: Collection[Any]
+    reason: str
+
+    def describe(self) -> str:
+        """Say which values are allowed: "a value from 0 to 4", "one of: 'a'"."""
+        allowed = self.allowed
+        if isinstance(allowed, range) and allowed.step == 1 and len(allowed) > 1:
+            return f"a value from {allowed.start} to {allowed[-1]}"
+        return "one of: " + ", ".join(repr(value) for value in allowed)
+
+
+_output_values: dict[tuple[str, str], OutputValues] = {}
+_literals = RestrictedEnvironment(cache_size=256)
+
+
+def register_output_values(
+    decision_id: str, output: str, allowed: Collection[Any], reason: str
+) -> None:
+    """Refuse deployments whose decision gives an output a value not allowed.
+
+    :param decision_id: the id of the DMN decision, e.g. ``"workflow_policy"``.
+    :param output: the name of the output clause, e.g. ``"approval_steps"``.
+    :param allowed: the values it may take, e.g. ``range(0, 5)``.
+    :param reason: why, in a few words the designer will read in the
+        refusal, e.g. ``"a request takes zero to four approval steps"``.
+
+    Only literal output entries are checked; an expression over the task data
+    has its value only when a request runs.
+    """
+    _output_values[(decision_id, output)] = OutputValues(allowed, reason)
+
+
+def unregister_output_values(decision_id: str, output: str) -> None:
+    _output_values.pop((decision_id, output), None)
+
+
+def registered_output_values() -> dict[tuple[str, str], OutputValues]:
+    return dict(_output_values)
 
 
 def _validator() -> BpmnValidator:
@@ -150,27 +230,15 @@ def _check_bpmn(source: SourceFile) -> list[Problem]:
             )
         )
 
-    lanes: dict[str, str] = {}
+    # As SpiffWorkflow reads them: a node belongs to the innermost lane that
+    # lists it, and the lane counts by its name.
+    lanes: dict[str, etree._Element] = {}
     for lane in tree.iterfind(".//bpmn:lane", NS):
         for ref in lane.iterfind("bpmn:flowNodeRef", NS):
-            lanes[(ref.text or "").strip()] = lane.get("name") or lane.get("id")
+            lanes[(ref.text or "").strip()] = lane
 
     for task in tree.iterfind(".//bpmn:userTask", NS):
-        routed = (
-            task.get(f"{{{CAMUNDA_NS}}}candidateGroups")
-            or task.get(f"{{{CAMUNDA_NS}}}candidateUsers")
-            or task.get(f"{{{CAMUNDA_NS}}}assignee")
-        )
-        if not routed and task.get("id") not in lanes:
-            problems.append(
-                _at(
-                    source,
-                    task,
-                    "this user task cannot be routed to "
-                    "anyone; put it in a lane or set candidate groups, candidate users "
-                    "or an assignee.",
-                )
-            )
+        problems.extend(_routing(source, task, lanes))
 
     for flow in tree.iterfind(".//bpmn:sequenceFlow", NS):
         condition = flow.find("bpmn:conditionExpression", NS)
@@ -203,6 +271,16 @@ def _check_bpmn(source: SourceFile) -> list[Problem]:
             continue
         problems.extend(_expression(source, task, script.text, "exec", "script"))
 
+    for path, what in _OTHER_EXPRESSIONS:
+        for node in tree.iterfind(f".//{path}", NS):
+            if (node.text or "").strip():
+                owner = _owner(node)
+                problems.extend(
+                    _expression(source, owner, node.text, "eval", what, node=node)
+                )
+    for loop in tree.iterfind(".//bpmn:multiInstanceLoopCharacteristics", NS):
+        problems.extend(_loop_variables(source, loop))
+
     for kind in ("timeDuration", "timeDate", "timeCycle"):
         for timer in tree.iterfind(f".//bpmn:{kind}", NS):
             event = timer.getparent().getparent()
@@ -230,6 +308,106 @@ def _check_bpmn(source: SourceFile) -> list[Problem]:
                     f"no handler is registered for topic "
                     f"'{topic}'; use one of: "
                     f"{', '.join(sorted(services.topics())) or 'none'}.",
+                )
+            )
+    return problems
+
+
+def _routing(source: SourceFile, task, lanes: dict[str, Any]) -> list[Problem]:
+    def camunda(name):
+        return (task.get(f"{{{CAMUNDA_NS}}}{name}") or "").strip()
+
+    groups = [g.strip() for g in camunda("candidateGroups").split(",") if g.strip()]
+    users = [u.strip() for u in camunda("candidateUsers").split(",") if u.strip()]
+    assignee = camunda("assignee")
+    if not groups and not users and not assignee:
+        lane = lanes.get(task.get("id"))
+        if lane is None:
+            return [
+                _at(
+                    source,
+                    task,
+                    "this user task cannot be routed to anyone; put it in a lane "
+                    "or set candidate groups, candidate users or an assignee.",
+                )
+            ]
+        return _lane_role(source, task, lane)
+
+    problems = []
+    for attribute, values in (
+        ("candidate groups", groups),
+        ("candidate users", users),
+        ("assignee", [assignee] if assignee else []),
+        ("due date", [camunda("dueDate")] if camunda("dueDate") else []),
+    ):
+        for value in values:
+            match = _ROUTING_EXPRESSION.match(value)
+            if match is not None:
+                problems.extend(
+                    _expression(
+                        source, task, match.group(1), "eval", f"{attribute} expression"
+                    )
+                )
+            elif attribute == "candidate groups" and value not in ROLES:
+                problems.append(
+                    _at(
+                        source,
+                        task,
+                        f"candidate group '{value}' is not a role, so nobody "
+                        f"could work this task; use one of: {', '.join(ROLES)}, "
+                        "or an expression such as ${group}.",
+                    )
+                )
+    return problems
+
+
+def _lane_role(source: SourceFile, task, lane) -> list[Problem]:
+    role = role_of_lane(lane.get("name"))
+    if role in ROLES:
+        return []
+    lane_names = ", ".join(r.replace("_", " ").title() for r in ROLES)
+    if role is None:
+        text = f"lane '{lane.get('id')}' has no name"
+    else:
+        text = f"lane '{lane.get('name')}' stands for no role"
+    return [
+        _at(
+            source,
+            task,
+            f"{text}, so nobody could work this user task; name the lane after "
+            f"a role ({lane_names}) or set candidate groups on the task.",
+        )
+    ]
+
+
+def _owner(node):
+    """Return the BPMN element an expression belongs to, for the message."""
+    owner = node.getparent()
+    while owner.get("id") is None or etree.QName(owner).localname in (
+        "multiInstanceLoopCharacteristics",
+        "standardLoopCharacteristics",
+        "conditionalEventDefinition",
+    ):
+        if owner.getparent() is None:
+            break
+        owner = owner.getparent()
+    return owner
+
+
+def _loop_variables(source: SourceFile, loop) -> list[Problem]:
+    # SpiffWorkflow reads these as names of task data, never as expressions:
+    # "${approvers}" would look for a variable of that name and fail.
+    problems = []
+    for attribute in ("collection", "elementVariable"):
+        value = loop.get(f"{{{CAMUNDA_NS}}}{attribute}")
+        if value is not None and not value.isidentifier():
+            problems.append(
+                _at(
+                    source,
+                    _owner(loop),
+                    f"camunda:{attribute} '{value}' is not the name of a "
+                    "variable; write the bare name of a task data variable, "
+                    "such as approvers, without ${} or other expressions.",
                 )
             )
     return problems
@@ -292,6 +470,8 @@ def _check_dmn(source: SourceFile) -> list[Problem]:
                         source, decision, text, "eval", "output entry", node=entry
                     )
                 )
+        for table in decision.iterfind("dmn:decisionTable", ns):
+            problems.extend(_output_entries(source, decision, table, ns))
     if not source.decision_ids:
         problems.append(
             Problem(
@@ -301,6 +481,61 @@ def _check_dmn(source: SourceFile) -> list[Problem]:
             )
         )
     return problems
+
+
+def _output_entries(source: SourceFile, decision, table, ns) -> list[Problem]:
+    """Check each literal output entry against its output's type and values."""
+    outputs = list(table.iterfind("dmn:output", ns))
+    problems = []
+    for rule in table.iterfind("dmn:rule", ns):
+        entries = rule.iterfind("dmn:outputEntry/dmn:text", ns)
+        for output, entry in zip(outputs, entries, strict=False):
+            problem = _output_entry(decision.get("id"), output, entry)
+            if problem is not None:
+                problems.append(
+                    Problem(
+                        source.filename,
+                        problem,
+                        line=entry.sourceline,
+                        element_id=rule.get("id"),
+                    )
+                )
+    return problems
+
+
+def _output_entry(decision_id: str, output, entry) -> str | None:
+    text = (entry.text or "").strip()
+    if not text or check_source(text, "eval") or not is_literal(text):
+        return None
+    name = output.get("name") or output.get("label") or output.get("id")
+    try:
+        value = _literals.evaluate(text, {})
+    except Exception as err:  # noqa: BLE001 - any failure is the designer's
+        return (
+            f"output entry {text} of '{name}' fails: {type(err).__name__}: {err}; "
+            "write a value that can be computed, or fix it in the modeler."
+        )
+
+    type_ref = (output.get("typeRef") or "").lower()
+    if type_ref in _OUTPUT_TYPES:
+        expected, example = _OUTPUT_TYPES[type_ref]
+        # bool is an int in Python, but True is no answer to "how many".
+        wrong_bool = isinstance(value, bool) and type_ref != "boolean"
+        if wrong_bool or not isinstance(value, expected):
+            actual = _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+            return (
+                f"output entry {text} of '{name}' is {actual}, but the output's "
+                f"type is {type_ref}; write {example}, or change the type of "
+                "the output in the modeler."
+            )
+
+    values = _output_values.get((decision_id, name))
+    if values is not None and value not in values.allowed:
+        return (
+            f"output entry {text} of '{name}' is not allowed: {values.reason}; "
+            f"write {values.describe()}."
+        )
+    return None
 
 
 def _dmn_entry(source: SourceFile, decision, entry) -> list[Problem]:
@@ -331,7 +566,8 @@ def _expression(source, element, text, mode, what, node=None) -> list[Problem]:
     return [
         Problem(
             source.filename,
-            f"the {what} is refused: {message}",
+            f"the {what} is refused: {message.rstrip('.')}; fix the {what} in "
+            "the modeler and deploy again.",
             line=line,
             element_id=element.get("id"),
         )
