@@ -17,6 +17,8 @@ from helpers_provisioning import SHIPPING_ADDRESS, make_org
 from smtp_server import smtp_servers
 from sqlalchemy import select
 
+from engine import instances
+from engine.identity import actor_for
 from engine.mail import RenderedMail
 from engine.models import Incident, IncidentStatus, utcnow
 from engine.notifications.jobs import INCIDENT_RETRIES, retry_incidents
@@ -178,3 +180,28 @@ def test_a_request_completed_by_an_automatic_retry_is_never_reported_failed(
     assert org.request(request_id).status == "completed"
     deliver_pending(database, mail_settings, smtp=server.settings())
     assert sent_to(server) == [("completed", "jdoe@example.org")]
+
+
+def test_a_request_cancelled_during_the_retries_is_reported_cancelled_not_failed(
+    database, mail_settings, start_smtp_server, outage
+):
+    server = start_smtp_server()
+    org = make_org(database, mail_settings)
+    request_id = fail_shipping(org)
+    mails_about_incidents(database, mail_settings, server)
+
+    instance_id = org.request(request_id).instance_id
+    with database.write() as session:
+        instances.cancel_instance(
+            session,
+            instance_id,
+            actor=actor_for(session, "admin"),
+            reason="The shipping contract ended",
+        )
+    later = utcnow() + timedelta(days=1)
+    assert retry_incidents(database, mail_settings, now=later) == 0
+
+    deliver_pending(database, mail_settings, smtp=server.settings())
+    assert sent_to(server) == [("cancelled", "jdoe@example.org")]
+    text = server.messages[0].message.get_body(("plain",)).get_content()
+    assert "The shipping contract ended" in text
