@@ -122,34 +122,69 @@ def test_unknown_request_type_is_a_field_error(api):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status", "message"),
+    ("body", "content_type", "status", "code", "message"),
     [
         (
-            {"data": "not json", "content_type": "text/plain"},
+            "not json",
+            "text/plain",
             415,
+            "unsupported_media_type",
             "Send the body as JSON with 'Content-Type: application/json'.",
         ),
         (
-            {"data": "[1, 2]", "content_type": "application/json"},
+            "[1, 2]",
+            "application/json",
             400,
-            'The body must be a JSON object, such as {"reason": "..."}.',
+            "bad_request",
+            'The body must be a JSON object, such as {"reason": "..."}, not an array.',
         ),
         (
-            {"data": "{not json", "content_type": "application/json"},
+            "{bad",
+            "application/json",
             400,
-            'The body must be a JSON object, such as {"reason": "..."}.',
+            "invalid_json",
+            "The body is not valid JSON: Expecting property name enclosed in "
+            "double quotes at line 1, column 2 (character 1). Check the quoting "
+            "and commas there.",
+        ),
+        (
+            '{"a": 1,\n "b": }',
+            "application/json",
+            400,
+            "invalid_json",
+            "The body is not valid JSON: Expecting value at line 2, column 7 "
+            "(character 15). Check the quoting and commas there.",
+        ),
+        (
+            b'{"a": "\xff"}',
+            "application/json",
+            400,
+            "invalid_json",
+            "The body is not valid JSON: it is not UTF-8 text. Send the body "
+            "encoded as UTF-8.",
+        ),
+        (
+            "  ",
+            "application/json",
+            400,
+            "invalid_json",
+            'The body is empty; send a JSON object, such as {"reason": "..."}.',
         ),
     ],
+    ids=["not-json-type", "array", "bad-object", "bad-second-line", "latin-1", "empty"],
 )
 def test_malformed_bodies_are_refused_with_the_error_shape(
-    api, kwargs, status, message
+    api, body, content_type, status, code, message
 ):
     response = api.client.post(
-        "/api/v1/requests", headers=api.headers("jdoe"), **kwargs
+        "/api/v1/requests",
+        headers=api.headers("jdoe"),
+        data=body,
+        content_type=content_type,
     )
 
     assert response.status_code == status
-    assert error_of(response)["message"] == message
+    assert error_of(response) == {"code": code, "message": message, "fields": {}}
 
 
 def test_bad_query_parameter_answers_400_naming_it(api):
@@ -171,6 +206,22 @@ def test_unknown_api_path_and_method_answer_in_the_error_shape(api):
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
     assert wrong_method.status_code == 405
     assert error_of(wrong_method)["code"] == "method_not_allowed"
+    assert set(wrong_method.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_wrong_method_on_an_api_route_keeps_the_allow_header(api):
+    response = api.call("GET", "/api/v1/instances/1/cancel", "admin")
+
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
+def test_unauthenticated_call_is_challenged_for_a_bearer_token(api):
+    response = api.client.get("/api/v1/me")
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def test_revoked_token_is_refused_with_401(api):
@@ -193,9 +244,8 @@ def test_revoked_token_is_refused_with_401(api):
         "The API token is unknown, revoked or expired; create a new one and send "
         "it as 'Authorization: Bearer <token>'."
     )
-    assert (
-        refused.headers.get("WWW-Authenticate") is None
-        or "Bearer" in (refused.headers["WWW-Authenticate"])
+    assert refused.headers["WWW-Authenticate"] == (
+        'Bearer realm="api", error="invalid_token"'
     )
 
 
@@ -342,3 +392,141 @@ def test_reference_page_renders_every_operation(api):
 
     assert "<code>/api/v1/tasks/{task_id}/complete</code>" in page
     assert "X-CSRFToken" in page
+
+
+def test_claiming_a_task_someone_else_holds_is_409_naming_them(api):
+    request_id = submit(api)
+    task_id = open_task(api, "anna", APPROVE_STEP)
+    claimed = api.call("POST", f"/api/v1/tasks/{task_id}/claim", "anna")
+    assert claimed.status_code == 200, claimed.get_json()
+    name = claimed.get_json()["name"]
+
+    response = api.call("POST", f"/api/v1/tasks/{task_id}/claim", "marc")
+
+    assert response.status_code == 409
+    assert error_of(response) == {
+        "code": "task_claimed",
+        "message": f"Task '{name}' of request-{request_id} is already claimed by "
+        "anna; ask them to unclaim it, or an administrator to assign it to you.",
+        "fields": {},
+    }
+
+
+def test_claiming_a_task_one_holds_again_changes_nothing(api):
+    submit(api)
+    task_id = open_task(api, "anna", APPROVE_STEP)
+    api.call("POST", f"/api/v1/tasks/{task_id}/claim", "anna")
+
+    again = api.call("POST", f"/api/v1/tasks/{task_id}/claim", "anna")
+
+    assert again.status_code == 200
+    assert again.get_json()["assignee"] == "anna"
+
+
+def test_unclaiming_a_task_nobody_holds_is_409(api):
+    request_id = submit(api)
+    task_id = open_task(api, "anna", APPROVE_STEP)
+    name = api.call("GET", f"/api/v1/tasks/{task_id}", "anna").get_json()["name"]
+
+    response = api.call("POST", f"/api/v1/tasks/{task_id}/unclaim", "anna")
+
+    assert response.status_code == 409
+    assert error_of(response) == {
+        "code": "task_not_claimed",
+        "message": f"Task '{name}' of request-{request_id} is not claimed by "
+        "anyone, so there is nothing to put back in the queue.",
+        "fields": {},
+    }
+
+
+def test_colleague_in_scope_sees_a_task_another_holds(api):
+    submit(api)
+    task_id = open_task(api, "anna", APPROVE_STEP)
+    api.call("POST", f"/api/v1/tasks/{task_id}/claim", "anna")
+
+    shown = api.call("GET", f"/api/v1/tasks/{task_id}", "marc")
+
+    assert shown.status_code == 200
+    assert shown.get_json()["assignee"] == "anna"
+
+
+NO_SUCH_TASK = "00000000-0000-0000-0000-000000000000"
+TASK_CALLS = [
+    ("GET", "", None),
+    ("POST", "/claim", None),
+    ("POST", "/unclaim", None),
+    ("POST", "/complete", {"data": {"decision": "approve"}}),
+]
+
+
+@pytest.mark.parametrize("state", ["open", "claimed", "completed"])
+def test_task_outside_ones_domains_answers_the_same_404_everywhere(api, state):
+    submit(api)
+    task_id = open_task(api, "anna", APPROVE_STEP)
+    if state in ("claimed", "completed"):
+        api.call("POST", f"/api/v1/tasks/{task_id}/claim", "anna")
+    if state == "completed":
+        done = api.call(
+            "POST",
+            f"/api/v1/tasks/{task_id}/complete",
+            "anna",
+            json={"data": {"decision": "approve"}},
+        )
+        assert done.status_code == 200
+
+    answers = [
+        api.call(method, f"/api/v1/tasks/{task_id}{suffix}", "john", json=body)
+        for method, suffix, body in TASK_CALLS
+    ]
+    unknown = api.call("GET", f"/api/v1/tasks/{NO_SUCH_TASK}", "john")
+
+    assert [a.status_code for a in answers] == [404] * len(TASK_CALLS)
+    assert {error_of(a)["message"] for a in answers} == {
+        f"Task {task_id} does not exist or is not yours to see; check the id "
+        "against GET /api/v1/tasks."
+    }
+    assert error_of(unknown)["message"] == (
+        f"Task {NO_SUCH_TASK} does not exist or is not yours to see; check the "
+        "id against GET /api/v1/tasks."
+    )
+
+
+def test_cancel_reason_longer_than_a_comment_is_a_field_error(api):
+    request_id = submit(api)
+    path = f"/api/v1/requests/{request_id}/cancel"
+
+    too_long = api.call("POST", path, "jdoe", json={"reason": "x" * 4001})
+    longest = api.call("POST", path, "jdoe", json={"reason": "x" * 4000})
+
+    assert too_long.status_code == 422
+    assert error_of(too_long)["fields"] == {
+        "reason": "The reason must be at most 4000 characters. Shorten it (this "
+        "one has 4001)."
+    }
+    assert longest.status_code == 200, longest.get_json()
+    assert longest.get_json()["status"] == "cancelled"
+
+
+def test_instance_cancel_reason_is_capped_like_a_comment(api):
+    request_id = submit(api)
+    instance_id = api.call("GET", f"/api/v1/requests/{request_id}", "jdoe").get_json()[
+        "instance_id"
+    ]
+
+    response = api.call(
+        "POST",
+        f"/api/v1/instances/{instance_id}/cancel",
+        "admin",
+        json={"reason": "y" * 20_000},
+    )
+
+    assert response.status_code == 422
+    assert error_of(response) == {
+        "code": "validation_failed",
+        "message": "reason: The reason must be at most 4000 characters. Shorten "
+        "it (this one has 20000).",
+        "fields": {
+            "reason": "The reason must be at most 4000 characters. Shorten it "
+            "(this one has 20000)."
+        },
+    }

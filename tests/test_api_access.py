@@ -1,26 +1,36 @@
-"""Every operation of /api/v1: no credentials, the wrong role, the wrong domain.
+"""Every operation of /api/v1 and /engine-rest: no credentials, the wrong role,
+the wrong domain.
 
 The organisation is that of helpers_provisioning plus carla, administrator of
 acme/americas only. jdoe (acme/emea/paris) has a pending hardware request
-whose first approval step is open. For each operation the table says who is
-the wrong role and who is in the wrong security domain, and what they get: a
-status (403 or 404), or ``HIDDEN`` for a list that answers 200 without
-jdoe's item. Operations that depend on neither (who am I, the CSRF token, the
-request types, submitting one's own request) are only checked without
-credentials.
+whose first approval step is open, and a process started by claire (also
+acme/emea/paris) stopped on a failing script: an open incident. For each
+operation the table says who is the wrong role and who is in the wrong
+security domain, and what they get: a status (403 or 404), or ``HIDDEN`` for
+a list that answers 200 without the world's item. A task outside someone's
+reach answers 404 on every task operation, as reading it does. Operations
+that depend on neither (who am I, the CSRF token, the request types,
+submitting one's own request, the modeler's connection check) are only
+checked without credentials.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from helpers_api import Api, error_of, make_api
+from sqlalchemy import select
 
-from engine import api_tokens, instances
+from engine import api_tokens, deployments, instances
 from engine.identity import ADMINISTRATOR, actor_for
+from engine.models import HumanTask, Incident, IncidentStatus
 from engine.provisioning import directory
 from engine.provisioning.requests import APPROVE_STEP
+
+FAILING_PROCESS = Path(__file__).parent / "data" / "engine_script_fails.bpmn"
 
 HIDDEN = "hidden"
 
@@ -91,21 +101,21 @@ CASES = [
     Case(
         "POST",
         "/api/v1/tasks/{task_id}/claim",
-        wrong_role=("lucia", 403),
-        wrong_domain=("john", 403),
+        wrong_role=("lucia", 404),
+        wrong_domain=("john", 404),
     ),
     Case(
         "POST",
         "/api/v1/tasks/{task_id}/unclaim",
-        wrong_role=("claire", 403),
-        wrong_domain=("carla", 403),
+        wrong_role=("claire", 404),
+        wrong_domain=("carla", 404),
     ),
     Case(
         "POST",
         "/api/v1/tasks/{task_id}/complete",
         DECIDE,
-        wrong_role=("lucia", 403),
-        wrong_domain=("john", 403),
+        wrong_role=("lucia", 404),
+        wrong_domain=("john", 404),
     ),
     Case("GET", "/api/v1/process-definitions", wrong_role=("anna", 403)),
     Case(
@@ -153,6 +163,39 @@ CASES = [
         wrong_domain=("carla", HIDDEN),
         hidden="incident_id",
     ),
+    Case("GET", "/engine-rest/deployment?maxResults=0"),
+    Case("GET", "/engine-rest/deployment", wrong_role=("anna", 403)),
+    Case(
+        "GET",
+        "/engine-rest/deployment/{deployment_id}",
+        wrong_role=("anna", 403),
+    ),
+    Case(
+        "POST",
+        "/engine-rest/deployment/create",
+        wrong_role=("anna", 403),
+        wrong_domain=("emma", 403),
+    ),
+    Case(
+        "POST",
+        "/engine-rest/process-definition/key/{process_key}/start",
+        {},
+        wrong_role=("anna", 403),
+        wrong_domain=("emma", 403),
+    ),
+    Case(
+        "POST",
+        "/engine-rest/process-definition/{definition_id}/start",
+        {},
+        wrong_role=("anna", 403),
+        wrong_domain=("emma", 403),
+    ),
+    Case(
+        "GET",
+        "/engine-rest/process-instance/{instance_id}",
+        wrong_role=("anna", 403),
+        wrong_domain=("carla", 404),
+    ),
 ]
 
 
@@ -176,18 +219,54 @@ def world(database, settings) -> tuple[Api, dict]:
     with database.write() as session:
         # The unclaim cases need the task held by someone in scope.
         instances.claim_task(session, task_id, actor=actor_for(session, "anna"))
+        definition = deployments.latest_definition(session, "new_token")
+        definition_id = f"{definition.key}:{definition.version}:{definition.id}"
+        deployment_id = definition.deployment_id
     return api, {
         "request_id": request_id,
         "instance_id": row.instance_id,
         "task_id": task_id,
         "token_id": token_id,
-        "incident_id": -1,
+        "incident_id": _incident_in_paris(database),
+        "process_key": "new_token",
+        "definition_id": definition_id,
+        "deployment_id": deployment_id,
     }
+
+
+def _incident_in_paris(database) -> int:
+    """Stop a process of claire's (acme/emea/paris) on a failing script."""
+    with database.write() as session:
+        deployments.deploy(
+            session,
+            [(FAILING_PROCESS.name, FAILING_PROCESS.read_bytes())],
+            deployed_by="admin",
+            source="tests",
+        )
+        instance = instances.start_instance(
+            session, "engine_script_fails", actor=actor_for(session, "claire")
+        )
+        instance_id = instance.id
+    with database.read() as session:
+        task_id = session.scalars(
+            select(HumanTask.id).where(HumanTask.instance_id == instance_id)
+        ).one()
+    with database.write() as session:
+        instances.complete_task(
+            session, task_id, actor=actor_for(session, "hugo"), data={"divisor": 0}
+        )
+    with database.read() as session:
+        return session.scalars(
+            select(Incident.id).where(
+                Incident.instance_id == instance_id,
+                Incident.status == IncidentStatus.OPEN,
+            )
+        ).one()
 
 
 def _call(api: Api, case: Case, values: dict, username: str | None):
     path = case.path.format(**values)
-    if case.path == "/api/v1/deployments" and case.method == "POST":
+    if case.method == "POST" and case.path.endswith(("/deployments", "/create")):
         return api.client.post(
             path,
             data={"name": "x"},
@@ -200,6 +279,19 @@ def _ids(case: Case) -> str:
     return f"{case.method} {case.path}"
 
 
+def _is_camunda(case: Case) -> bool:
+    return case.path.startswith("/engine-rest/")
+
+
+def _error_kind(case: Case, response) -> str:
+    """Return the error's code (/api/v1) or type (/engine-rest), checking its shape."""
+    if not _is_camunda(case):
+        return error_of(response)["code"]
+    body = response.get_json()
+    assert set(body) == {"type", "message", "code"}, body
+    return body["type"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_without_credentials_is_401(world, case):
     api, values = world
@@ -207,7 +299,12 @@ def test_without_credentials_is_401(world, case):
     response = _call(api, case, values, None)
 
     assert response.status_code == 401
-    assert error_of(response)["code"] == "unauthorized"
+    if _is_camunda(case):
+        assert _error_kind(case, response) == "AuthenticationException"
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="engine-rest"'
+    else:
+        assert _error_kind(case, response) == "unauthorized"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def _check(api: Api, case: Case, values: dict, who: tuple[str, int | str]):
@@ -219,7 +316,7 @@ def _check(api: Api, case: Case, values: dict, who: tuple[str, int | str]):
         assert values[case.hidden] not in listed
     else:
         assert response.status_code == expected, response.get_json()
-        error_of(response)
+        _error_kind(case, response)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.wrong_role], ids=_ids)
@@ -234,19 +331,41 @@ def test_wrong_security_domain_is_refused(world, case):
     _check(api, case, values, case.wrong_domain)
 
 
+def _shape(path: str) -> str:
+    """Return a path with its parameters blanked: /a/{x} and /a/<y> read /a/{}."""
+    return re.sub(r"\{[^}]*\}|<[^>]*>", "{}", path.split("?")[0])
+
+
 def test_table_covers_every_documented_operation(world):
     api, _ = world
     document = api.client.get("/api/v1/openapi.json").get_json()
     protected = {
-        (method.upper(), path)
+        (method.upper(), _shape(path))
         for path, item in document["paths"].items()
         for method, operation in item.items()
         if operation.get("security") != []
     }
-    covered = {(c.method, c.path.split("?")[0]) for c in CASES}
-    covered = {(m, p.replace("new_token", "{key}")) for m, p in covered}
+    covered = {
+        (c.method, _shape(c.path.replace("new_token", "{key}")))
+        for c in CASES
+        if not _is_camunda(c)
+    }
 
     assert covered == protected
+
+
+def test_table_covers_every_engine_rest_operation_but_the_version(world):
+    api, _ = world
+    routes = {
+        (method, _shape(rule.rule))
+        for rule in api.app.url_map.iter_rules()
+        if rule.endpoint.startswith("engine_rest.")
+        and rule.endpoint != "engine_rest.version"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    covered = {(c.method, _shape(c.path)) for c in CASES if _is_camunda(c)}
+
+    assert covered == routes
 
 
 def test_right_people_succeed_where_the_table_refuses(world):
@@ -255,7 +374,21 @@ def test_right_people_succeed_where_the_table_refuses(world):
     shown = api.call("GET", f"/api/v1/requests/{values['request_id']}", "hugo")
     admin = api.call("GET", f"/api/v1/instances/{values['instance_id']}", "admin")
     unclaim = api.call("POST", f"/api/v1/tasks/{values['task_id']}/unclaim", "anna")
+    incidents = api.call("GET", "/api/v1/incidents", "admin")
+    deployments_listed = api.call("GET", "/engine-rest/deployment", "admin")
+    deployment = api.call(
+        "GET", f"/engine-rest/deployment/{values['deployment_id']}", "admin"
+    )
+    instance = api.call(
+        "GET", f"/engine-rest/process-instance/{values['instance_id']}", "emma"
+    )
 
     assert shown.status_code == 200
     assert admin.status_code == 200
     assert unclaim.status_code == 200
+    assert values["incident_id"] in [i["id"] for i in incidents.get_json()["items"]]
+    assert str(values["deployment_id"]) in [
+        d["id"] for d in deployments_listed.get_json()
+    ]
+    assert deployment.get_json()["id"] == str(values["deployment_id"])
+    assert instance.get_json()["id"] == str(values["instance_id"])

@@ -22,6 +22,7 @@ from helpers_api import Api, make_api
 from engine.provisioning import directory
 
 DATA = Path(__file__).parent / "data"
+POLICY = Path(__file__).parent.parent / "bpmn" / "workflow_policy.dmn"
 PASSWORD = "modeler password 1"
 BOUNDARY = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
 
@@ -41,9 +42,17 @@ def basic(username: str, password: str = PASSWORD) -> dict[str, str]:
 
 
 def modeler_form(
-    filename: str, *, name: str = "hello", tenant: str | None = None, newer=False
+    filename: str,
+    *,
+    name: str = "hello",
+    tenant: str | None = None,
+    newer=False,
+    content: bytes | None = None,
 ) -> tuple[bytes, str]:
-    """Build the multipart body the modeler's FormData produces, byte for byte."""
+    """Build the multipart body the modeler's FormData produces, byte for byte.
+
+    The file is read from tests/data unless ``content`` is given.
+    """
     fields = [("deployment-name", name), ("deployment-source", "Camunda Modeler")]
     fields.append(
         ("enable-duplicate-filtering", "true")
@@ -60,7 +69,7 @@ def modeler_form(
     parts.append(
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{filename}"; '
         f'filename="{filename}"\r\nContent-Type: text/xml\r\n\r\n'.encode()
-        + (DATA / filename).read_bytes()
+        + (content if content is not None else (DATA / filename).read_bytes())
         + b"\r\n"
     )
     body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
@@ -283,3 +292,205 @@ def test_basic_credentials_do_not_work_on_the_v1_api(api):
         "HTTP Basic works only under /engine-rest"
         in response.get_json()["error"]["message"]
     )
+
+
+def test_connection_check_needs_only_credentials_but_listing_needs_an_admin(api):
+    check = api.client.get(
+        "/engine-rest/deployment?maxResults=0", headers=basic("anna")
+    )
+    listing = api.client.get(
+        "/engine-rest/deployment?maxResults=2", headers=basic("anna")
+    )
+    admin = api.client.get(
+        "/engine-rest/deployment?maxResults=2", headers=basic("admin")
+    )
+
+    assert check.status_code == 200
+    assert check.get_json() == []
+    assert listing.status_code == 403
+    assert listing.get_json() == {
+        "type": "AuthorizationException",
+        "message": "This needs the administrator role.",
+        "code": 0,
+    }
+    assert admin.status_code == 200
+    assert len(admin.get_json()) == 1  # the organisation's one deployment of bpmn/
+
+
+def test_deploying_a_changed_decision_lists_it_in_camunda_shape(api):
+    changed = POLICY.read_bytes().replace(
+        b'name="Workflow policy"', b'name="Workflow policy, revised"'
+    )
+
+    response = deploy(
+        api, "workflow_policy.dmn", basic("admin"), name="policy", content=changed
+    )
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["deployedProcessDefinitions"] == {}
+    [(decision_id, decision)] = body["deployedDecisionDefinitions"].items()
+    assert re.fullmatch(r"workflow_policy:2:\d+", decision_id)
+    assert decision == {
+        "id": decision_id,
+        "key": "workflow_policy",
+        "category": "http://camunda.org/schema/1.0/dmn",
+        "name": "Workflow policy, revised",
+        "version": 2,
+        "resource": "workflow_policy.dmn",
+        "deploymentId": body["id"],
+        "decisionRequirementsDefinitionId": None,
+        "decisionRequirementsDefinitionKey": None,
+        "tenantId": None,
+        "versionTag": None,
+        "historyTimeToLive": None,
+    }
+
+
+def test_redeploying_an_unchanged_decision_names_the_current_one(api):
+    response = deploy(
+        api, "workflow_policy.dmn", basic("admin"), content=POLICY.read_bytes()
+    )
+
+    decisions = response.get_json()["deployedDecisionDefinitions"]
+    assert [d["version"] for d in decisions.values()] == [1]
+    assert [d["deploymentId"] for d in decisions.values()] == [
+        response.get_json()["id"]
+    ]
+
+
+def _local(href: str) -> str:
+    assert href.startswith("http://localhost/engine-rest/"), href
+    return href.removeprefix("http://localhost")
+
+
+def test_links_of_deployment_and_start_lead_to_them(api):
+    deployed = deploy(api, "camunda_hello.bpmn", basic("admin")).get_json()
+    definition_id = next(iter(deployed["deployedProcessDefinitions"]))
+    started = api.client.post(
+        f"/engine-rest/process-definition/{definition_id}/start",
+        json={"businessKey": "linked"},
+        headers=basic("admin"),
+    ).get_json()
+
+    deployment = api.client.get(
+        _local(deployed["links"][0]["href"]), headers=basic("admin")
+    )
+    instance = api.client.get(
+        _local(started["links"][0]["href"]), headers=basic("admin")
+    )
+
+    assert deployment.status_code == 200
+    assert deployment.get_json() == {
+        k: deployed[k]
+        for k in ("links", "id", "name", "source", "deploymentTime", "tenantId")
+    }
+    assert instance.status_code == 200
+    assert instance.get_json() == started
+
+
+def test_unknown_deployment_and_instance_answer_404(api):
+    deployment = api.client.get(
+        "/engine-rest/deployment/999999", headers=basic("admin")
+    )
+    instance = api.client.get(
+        "/engine-rest/process-instance/999999", headers=basic("admin")
+    )
+
+    assert deployment.status_code == 404
+    assert deployment.get_json()["message"] == (
+        "Deployment with id '999999' does not exist"
+    )
+    assert instance.status_code == 404
+    assert instance.get_json()["message"] == (
+        "Process instance with id 999999 does not exist in the security domains "
+        "you administer"
+    )
+
+
+def test_instance_outside_ones_domains_answers_404(api):
+    deployed = deploy(api, "camunda_hello.bpmn", basic("admin")).get_json()
+    definition_id = next(iter(deployed["deployedProcessDefinitions"]))
+    started = api.client.post(
+        f"/engine-rest/process-definition/{definition_id}/start",
+        json={},
+        headers=basic("admin"),
+    ).get_json()
+
+    # admin's process runs in acme; emma administers acme/emea only.
+    response = api.client.get(
+        f"/engine-rest/process-instance/{started['id']}", headers=basic("emma")
+    )
+
+    assert response.status_code == 404
+
+
+def test_start_by_id_of_an_unknown_version_is_404(api):
+    deployed = deploy(api, "camunda_hello.bpmn", basic("admin")).get_json()
+    key, _, number = next(iter(deployed["deployedProcessDefinitions"])).split(":")
+
+    response = api.client.post(
+        f"/engine-rest/process-definition/{key}:7:{number}/start",
+        json={},
+        headers=basic("admin"),
+    )
+
+    assert response.status_code == 404
+    assert response.get_json()["message"] == (
+        f"No matching definition with id {key}:7:{number}; ids look like "
+        "'key:version:number', as in the answer of deployment/create "
+        "(GET /api/v1/process-definitions/{key}/versions lists them)."
+    )
+
+
+def test_start_by_id_of_an_older_version_names_the_latest(api):
+    first = deploy(api, "camunda_hello.bpmn", basic("admin")).get_json()
+    old_id = next(iter(first["deployedProcessDefinitions"]))
+    renamed = (
+        (DATA / "camunda_hello.bpmn")
+        .read_bytes()
+        .replace(b'name="Hello from the modeler"', b'name="Hello again"')
+    )
+    second = deploy(api, "camunda_hello.bpmn", basic("admin"), content=renamed)
+    new_id = next(iter(second.get_json()["deployedProcessDefinitions"]))
+
+    response = api.client.post(
+        f"/engine-rest/process-definition/{old_id}/start",
+        json={},
+        headers=basic("admin"),
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["message"] == (
+        "Process 'camunda_hello' version 1 is not the latest; only the latest "
+        f"version can be started, which is version 2 with id {new_id}. Deploy the "
+        "diagram again to get its current id."
+    )
+
+
+def test_start_with_malformed_json_says_where(api):
+    deploy(api, "camunda_hello.bpmn", basic("admin"))
+
+    response = api.client.post(
+        "/engine-rest/process-definition/key/camunda_hello/start",
+        data="{bad",
+        content_type="application/json",
+        headers=basic("admin"),
+    )
+
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "type": "InvalidRequestException",
+        "message": "The body is not valid JSON: Expecting property name enclosed "
+        "in double quotes at line 1, column 2 (character 1). Check the quoting "
+        "and commas there.",
+        "code": 0,
+    }
+
+
+def test_wrong_method_keeps_the_allow_header(api):
+    response = api.client.delete("/engine-rest/deployment", headers=basic("admin"))
+
+    assert response.status_code == 405
+    assert response.get_json()["type"] == "InvalidRequestException"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}

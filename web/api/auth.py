@@ -117,6 +117,7 @@ def authenticate() -> LoginUser:
                 401,
                 g.get("api_auth_problem", "The credentials were refused."),
                 code="unauthorized",
+                headers=_challenge(refused=True),
             )
         g.api_user = user
         return user
@@ -131,7 +132,18 @@ def authenticate() -> LoginUser:
         message = "Send HTTP Basic credentials or 'Authorization: Bearer <API token>'."
     else:
         message = "Sign in to the console, or send 'Authorization: Bearer <API token>'."
-    raise ApiError(401, message, code="unauthorized")
+    raise ApiError(401, message, code="unauthorized", headers=_challenge())
+
+
+def _challenge(*, refused: bool = False) -> dict[str, str]:
+    """Return the WWW-Authenticate header a 401 must carry (RFC 9110, 6750)."""
+    if request.path.startswith("/engine-rest"):
+        return {"WWW-Authenticate": BASIC_REALM}
+    if refused and request.headers.get("Authorization", "").lower().startswith(
+        "bearer"
+    ):
+        return {"WWW-Authenticate": f'{BEARER_REALM}, error="invalid_token"'}
+    return {"WWW-Authenticate": BEARER_REALM}
 
 
 def api_user() -> LoginUser:

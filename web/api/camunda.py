@@ -17,9 +17,14 @@ Differences from Camunda, on purpose:
   duplicates); the answer then names the existing deployment and lists the
   current definitions of the files' processes, so "Start instance" still
   works.
-* Only the latest version of a process can be started.
+* Only the latest version of a process can be started; starting by an id of
+  an older version is refused with the latest version's id.
 * Deploying and starting need the administrator role in a top-level security
   domain: a process started here bypasses the request forms of the console.
+  Listing and reading deployments needs the administrator role, as
+  ``GET /api/v1/deployments`` does; the connection check
+  (``maxResults=0``) only needs valid credentials. A process instance can be
+  read by administrators of its security domain.
 """
 
 from __future__ import annotations
@@ -35,10 +40,17 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 
 from engine import deployments, instances
 from engine.errors import DeploymentError, NotFound, ProvisioningError
-from engine.models import Deployment, ProcessDefinition
+from engine.identity import ADMINISTRATOR
+from engine.models import (
+    DecisionDefinition,
+    Deployment,
+    InstanceStatus,
+    ProcessDefinition,
+    ProcessInstance,
+)
 
 from . import errors
-from .auth import authenticate, require_global_admin
+from .auth import BASIC_REALM, authenticate, require_admin, require_global_admin
 from .errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +81,7 @@ def camunda_error(err: Exception) -> Response:
     """Answer an error in Camunda's shape: {"type", "message", "code"}."""
     if isinstance(err, DeploymentError):
         return _parse_exception(err)
+    headers: dict[str, str] = {}
     if isinstance(err, ApiError):
         status, kind, message = err.status, _kind(err.status), err.message
     elif isinstance(err, ProvisioningError):
@@ -77,6 +90,7 @@ def camunda_error(err: Exception) -> Response:
     elif isinstance(err, HTTPException):
         status = err.code or 500
         kind, message = _kind(status), err.description or err.name
+        headers = errors.protocol_headers(err)
     else:
         status = 500
         kind = "ProcessEngineException"
@@ -84,8 +98,9 @@ def camunda_error(err: Exception) -> Response:
 
     response = jsonify({"type": kind, "message": message, "code": 0})
     response.status_code = status
+    response.headers.update(headers)
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="engine-rest"'
+        response.headers["WWW-Authenticate"] = BASIC_REALM
     return response
 
 
@@ -142,7 +157,7 @@ def camunda_time(value: datetime) -> str:
     )
 
 
-def definition_id(row: ProcessDefinition) -> str:
+def definition_id(row: ProcessDefinition | DecisionDefinition) -> str:
     return f"{row.key}:{row.version}:{row.id}"
 
 
@@ -165,15 +180,30 @@ def _definition(row: ProcessDefinition) -> dict[str, Any]:
     }
 
 
+def _decision(row: DecisionDefinition) -> dict[str, Any]:
+    return {
+        "id": definition_id(row),
+        "key": row.key,
+        "category": "http://camunda.org/schema/1.0/dmn",
+        "name": row.name,
+        "version": row.version,
+        "resource": row.file.filename,
+        "deploymentId": str(row.deployment_id),
+        "decisionRequirementsDefinitionId": None,
+        "decisionRequirementsDefinitionKey": None,
+        "tenantId": None,
+        "versionTag": None,
+        "historyTimeToLive": None,
+    }
+
+
+def _self_link(path: str) -> list[dict[str, str]]:
+    return [{"method": "GET", "href": f"{request.host_url}{path}", "rel": "self"}]
+
+
 def _deployment(row: Deployment) -> dict[str, Any]:
     return {
-        "links": [
-            {
-                "method": "GET",
-                "href": f"{request.host_url}engine-rest/deployment/{row.id}",
-                "rel": "self",
-            }
-        ],
+        "links": _self_link(f"engine-rest/deployment/{row.id}"),
         "id": str(row.id),
         "name": row.name,
         "source": row.source,
@@ -193,13 +223,30 @@ def list_deployments():
     """List deployments (the modeler calls it with maxResults=0 to test access)."""
     first = _int_arg("firstResult", 0)
     count = _int_arg("maxResults", 100)
+    if count == 0:
+        # Camunda Modeler's connection check: valid credentials are enough.
+        return jsonify([])
+    require_admin()
     with database().read() as session:
-        if count == 0:
-            return jsonify([])
         rows = session.scalars(
             select(Deployment).order_by(Deployment.id).offset(first).limit(count)
         )
         return jsonify([_deployment(row) for row in rows])
+
+
+@bp.get("/deployment/<deployment_id>")
+def get_deployment(deployment_id: str):
+    """Show one deployment (the ``self`` link of deployment/create's answer)."""
+    require_admin()
+    with database().read() as session:
+        row = (
+            session.get(Deployment, int(deployment_id))
+            if deployment_id.isdigit() and len(deployment_id) < 19
+            else None
+        )
+        if row is None:
+            raise ApiError(404, f"Deployment with id '{deployment_id}' does not exist")
+        return jsonify(_deployment(row))
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -251,27 +298,47 @@ def create_deployment():
 
 
 def _deployment_answer(session, result) -> dict[str, Any]:
-    process_keys = [i.key for i in result.items if i.kind == "process"]
-    rows = [deployments.latest_definition(session, key) for key in process_keys]
+    processes = _current_rows(session, result, "process", ProcessDefinition)
+    decisions = _current_rows(session, result, "decision", DecisionDefinition)
     if result.deployment_id is not None:
-        shown = [r for r in rows if r.deployment_id == result.deployment_id]
+        # Camunda lists what this deployment created, not what it left as it was.
+        processes = [r for r in processes if r.deployment_id == result.deployment_id]
+        decisions = [r for r in decisions if r.deployment_id == result.deployment_id]
         deployment = session.get(Deployment, result.deployment_id)
     else:
-        shown = rows
-        deployment = session.get(Deployment, rows[0].deployment_id) if rows else None
-
+        # Nothing changed: name the deployment that holds the current versions.
+        owner = (processes or decisions or [None])[0]
+        deployment = session.get(Deployment, owner.deployment_id) if owner else None
     if deployment is None:
-        # Only decisions, all unchanged: name the latest deployment of one.
         deployment = session.scalars(
             select(Deployment).order_by(Deployment.id.desc()).limit(1)
         ).one()
     return {
         **_deployment(deployment),
-        "deployedProcessDefinitions": {definition_id(r): _definition(r) for r in shown},
+        "deployedProcessDefinitions": {
+            definition_id(r): _definition(r) for r in processes
+        },
         "deployedCaseDefinitions": None,
-        "deployedDecisionDefinitions": None,
+        "deployedDecisionDefinitions": (
+            {definition_id(r): _decision(r) for r in decisions} if decisions else None
+        ),
         "deployedDecisionRequirementsDefinitions": None,
     }
+
+
+def _current_rows(session, result, kind: str, model) -> list:
+    """Return the stored rows of the deployed items of ``kind``, in file order."""
+    rows = []
+    for item in result.items:
+        if item.kind == kind:
+            rows.extend(
+                session.scalars(
+                    select(model).where(
+                        model.key == item.key, model.version == item.version
+                    )
+                )
+            )
+    return rows
 
 
 @bp.post("/process-definition/key/<key>/start")
@@ -283,19 +350,34 @@ def start_by_key(key: str):
 @bp.post("/process-definition/<definition>/start")
 def start_by_id(definition: str):
     """Start a process by definition id (key:version:number)."""
-    parts = definition.split(":")
-    if len(parts) != 3 or not parts[1].isdigit():
+    key, version, number = _split_definition_id(definition)
+    with database().read() as session:
+        row = session.get(ProcessDefinition, number)
+        if row is None or (row.key, row.version) != (key, version):
+            raise ApiError(
+                404,
+                f"No matching definition with id {definition}; ids look like "
+                "'key:version:number', as in the answer of deployment/create "
+                "(GET /api/v1/process-definitions/{key}/versions lists them).",
+            )
+    return _start(key, version)
+
+
+def _split_definition_id(definition: str) -> tuple[str, int, int]:
+    key, _, rest = definition.partition(":")
+    version, _, number = rest.partition(":")
+    if not (key and version.isdigit() and number.isdigit()) or len(number) > 18:
         raise ApiError(
             404,
             f"No matching definition with id {definition}; ids look like "
             "'key:version:number', as in the answer of deployment/create.",
         )
-    return _start(parts[0], int(parts[1]))
+    return key, int(version), int(number)
 
 
 def _start(key: str, version: int | None):
     who = require_global_admin("Starting a process from the modeler")
-    body = request.get_json(silent=True) if request.get_data(cache=True) else {}
+    body = errors.parse_json(request.get_data(cache=True)) if _has_body() else {}
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.")
     variables = _variables(body.get("variables") or {})
@@ -313,8 +395,10 @@ def _start(key: str, version: int | None):
         if version is not None and version != latest.version:
             raise ApiError(
                 400,
-                f"Process '{key}' version {version} is not the latest (that is "
-                f"version {latest.version}); only the latest version can be started.",
+                f"Process '{key}' version {version} is not the latest; only the "
+                f"latest version can be started, which is version {latest.version} "
+                f"with id {definition_id(latest)}. Deploy the diagram again to "
+                "get its current id.",
             )
         instance = instances.start_instance(
             session,
@@ -324,24 +408,44 @@ def _start(key: str, version: int | None):
             variables=variables,
             settings=current_app.extensions["settings"],
         )
-        answer = {
-            "links": [
-                {
-                    "method": "GET",
-                    "href": f"{request.host_url}engine-rest/process-instance/"
-                    f"{instance.id}",
-                    "rel": "self",
-                }
-            ],
-            "id": str(instance.id),
-            "definitionId": definition_id(instance.definition),
-            "businessKey": instance.business_key,
-            "caseInstanceId": None,
-            "ended": instance.status in ("completed", "cancelled"),
-            "suspended": False,
-            "tenantId": None,
-        }
+        answer = _instance(instance)
     return jsonify(answer)
+
+
+def _has_body() -> bool:
+    return bool(request.get_data(cache=True).strip())
+
+
+def _instance(row: ProcessInstance) -> dict[str, Any]:
+    return {
+        "links": _self_link(f"engine-rest/process-instance/{row.id}"),
+        "id": str(row.id),
+        "definitionId": definition_id(row.definition),
+        "businessKey": row.business_key,
+        "caseInstanceId": None,
+        "ended": row.status in (InstanceStatus.COMPLETED, InstanceStatus.CANCELLED),
+        "suspended": False,
+        "tenantId": None,
+    }
+
+
+@bp.get("/process-instance/<instance_id>")
+def get_process_instance(instance_id: str):
+    """Show a process instance (the ``self`` link of a start's answer)."""
+    who = require_admin()
+    with database().read() as session:
+        row = (
+            session.get(ProcessInstance, int(instance_id))
+            if instance_id.isdigit() and len(instance_id) < 19
+            else None
+        )
+        if row is None or not who.has_role(ADMINISTRATOR, row.domain_path):
+            raise ApiError(
+                404,
+                f"Process instance with id {instance_id} does not exist in the "
+                "security domains you administer",
+            )
+        return jsonify(_instance(row))
 
 
 _CONVERTERS = {

@@ -14,6 +14,7 @@ changed under the caller, 422 well-formed data that fails validation.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -62,12 +63,14 @@ class ApiError(Exception):
         *,
         code: str | None = None,
         fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.code = code or HTTP_CODES.get(status, "error")
         self.message = message
         self.fields = fields or {}
+        self.headers = headers or {}
 
 
 def error_response(
@@ -137,7 +140,9 @@ def unexpected(err: Exception) -> tuple[str, str]:
 def handle(err: Exception) -> Response:
     """Turn any exception raised under /api/v1 into the error shape."""
     if isinstance(err, ApiError):
-        return error_response(err.status, err.code, err.message, err.fields)
+        return error_response(
+            err.status, err.code, err.message, err.fields, headers=err.headers
+        )
     if isinstance(err, ProvisioningError):
         status = status_of(err)
         if status >= 500:
@@ -157,7 +162,7 @@ def handle(err: Exception) -> Response:
             status,
             HTTP_CODES.get(status, "error"),
             err.description or err.name,
-            headers=_auth_headers(err),
+            headers=protocol_headers(err),
         )
     if isinstance(err, OperationalError):
         logger.warning("Database unavailable: %s", err.orig)
@@ -171,10 +176,46 @@ def handle(err: Exception) -> Response:
     return error_response(500, "internal_error", message)
 
 
-def _auth_headers(err: HTTPException) -> dict[str, str]:
+#: headers an HTTP error must keep when it is answered in our shape: the
+#: challenge of a 401 and the methods a 405 allows
+PROTOCOL_HEADERS = ("WWW-Authenticate", "Allow")
+
+
+def protocol_headers(err: HTTPException) -> dict[str, str]:
+    """Return the headers of ``err``'s own answer that the protocol requires."""
     response = err.get_response()
-    value = response.headers.get("WWW-Authenticate")
-    return {"WWW-Authenticate": value} if value else {}
+    return {
+        name: response.headers[name]
+        for name in PROTOCOL_HEADERS
+        if response.headers.get(name)
+    }
+
+
+def parse_json(data: bytes) -> Any:
+    """Return the JSON value of a request body, or raise 400 saying where it breaks."""
+    if not data.strip():
+        raise ApiError(
+            400,
+            'The body is empty; send a JSON object, such as {"reason": "..."}.',
+            code="invalid_json",
+        )
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise ApiError(
+            400,
+            "The body is not valid JSON: it is not UTF-8 text. Send the body "
+            "encoded as UTF-8.",
+            code="invalid_json",
+        ) from None
+    except json.JSONDecodeError as err:
+        raise ApiError(
+            400,
+            f"The body is not valid JSON: {err.msg} at line {err.lineno}, column "
+            f"{err.colno} (character {err.pos}). Check the quoting and commas "
+            "there.",
+            code="invalid_json",
+        ) from None
 
 
 def field_error(field: str, message: str) -> ApiError:

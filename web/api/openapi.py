@@ -356,7 +356,7 @@ _RESPONSES = {
         "content": {"application/json": {"schema": _ref("Error")}},
     }
     for status, text in {
-        400: "Malformed call.",
+        400: "Malformed call, such as a body that is not valid JSON.",
         401: "Not authenticated.",
         403: "Not allowed.",
         404: "Not found or not visible.",
@@ -366,17 +366,33 @@ _RESPONSES = {
     }.items()
 } | {
     "error": {
-        "description": "Any other error, in the same shape.",
+        "description": "Any other error, in the same shape; a 405 names the "
+        "allowed methods in the Allow header.",
         "content": {"application/json": {"schema": _ref("Error")}},
     }
 }
 
+_RESPONSES["401"]["headers"] = {
+    "WWW-Authenticate": {
+        "description": 'The challenge: Bearer realm="api", with '
+        'error="invalid_token" when the token sent was refused.',
+        "schema": _STR,
+    }
+}
+
 _ADMIN = (401, 403)
+#: the longest reason accepted, as for any text field of a task form
+_MAX_REASON = 4000
 _REASON = {
     "type": "object",
     "required": ["reason"],
-    "properties": {"reason": {**_STR, "minLength": 1}},
+    "properties": {"reason": {**_STR, "minLength": 1, "maxLength": _MAX_REASON}},
 }
+_TASK_REACH = (
+    "A task outside your reach (not in a queue you hold in its security "
+    "domain, not named on it, not administered by you) answers 404 on every "
+    "task operation, as if it did not exist."
+)
 _PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {
         "get": _op(
@@ -520,7 +536,12 @@ _PATHS: dict[str, Any] = {
                 "required": False,
                 "content": {
                     "application/json": {
-                        "schema": {"type": "object", "properties": {"reason": _STR}}
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "reason": {**_STR, "maxLength": _MAX_REASON}
+                            },
+                        }
                     }
                 },
             },
@@ -548,6 +569,7 @@ _PATHS: dict[str, Any] = {
             ok=_json(_ref("Task")),
             errors=(401, 404),
             params=[_TASK_ID],
+            description=_TASK_REACH,
         )
     },
     "/api/v1/tasks/{task_id}/claim": {
@@ -557,6 +579,10 @@ _PATHS: dict[str, Any] = {
             ok=_json(_ref("Task")),
             errors=(401, 403, 404, 409),
             params=[_TASK_ID],
+            description="403 when separation of duties keeps you from this task; "
+            "409 (code task_claimed) when someone else holds it, naming them, or "
+            "when it is no longer open. Claiming a task you hold changes nothing. "
+            + _TASK_REACH,
         )
     },
     "/api/v1/tasks/{task_id}/unclaim": {
@@ -566,6 +592,9 @@ _PATHS: dict[str, Any] = {
             ok=_json(_ref("Task")),
             errors=(401, 403, 404, 409),
             params=[_TASK_ID],
+            description="Its assignee or an administrator of its security domain "
+            "may (403 for others). 409 (code task_not_claimed) when nobody holds "
+            "it, or when it is no longer open. " + _TASK_REACH,
         )
     },
     "/api/v1/tasks/{task_id}/complete": {
@@ -577,7 +606,7 @@ _PATHS: dict[str, Any] = {
             params=[_TASK_ID],
             description="data holds the task form's values. An approval step "
             "takes decision (approve, reject, cancel, defer), comment, note and "
-            "token_model; defer keeps the task open.",
+            "token_model; defer keeps the task open. " + _TASK_REACH,
             body={
                 "type": "object",
                 "required": ["data"],
@@ -722,11 +751,14 @@ signed-in browser session work too; those that change data must send the
 session's CSRF token in the `X-CSRFToken` header (`GET /api/v1/csrf-token`).
 Calls with a token need no CSRF token.
 
-**Status codes.** 400 malformed call; 401 no or refused credentials; 403 not
-allowed (role, scope of your security domains, or missing CSRF header); 404
-unknown or not visible to you; 409 the state changed (a task completed by
-someone else, a request that has ended); 422 data that fails validation, with
-one message per field in `fields`.
+**Status codes.** 400 malformed call (a body that is not valid JSON says
+where it breaks); 401 no or refused credentials, with a `WWW-Authenticate`
+challenge; 403 not allowed (role, separation of duties, or missing CSRF
+header); 404 unknown or not visible to you (outside your security domains);
+405 a method the path does not take, with the `Allow` header; 409 conflict
+with the current state (a task completed or claimed by someone else, a task
+nobody holds put back, a request that has ended); 422 data that fails
+validation, with one message per field in `fields`.
 
 Camunda Modeler deploys and starts processes through a separate Camunda 7
 REST subset under `/engine-rest` (HTTP Basic or a token).

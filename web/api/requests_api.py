@@ -18,6 +18,7 @@ from .auth import actor
 from .errors import field_error
 from .v1 import (
     bp,
+    capped_text_field,
     database,
     json_body,
     object_field,
@@ -26,6 +27,7 @@ from .v1 import (
     query_choice,
     settings,
     text_field,
+    visible_task,
 )
 
 #: fields an API call may send when completing each request step
@@ -176,7 +178,7 @@ def get_request(request_id: int):
 def cancel_request(request_id: int):
     """Cancel a pending request (its requester, or an administrator in scope)."""
     body = optional_json_body()
-    reason = text_field(body, "reason", required=False)
+    reason = capped_text_field(body, "reason", required=False)
     with database().write() as session:
         row = provisioning.cancel_request(session, actor(), request_id, reason)
         return jsonify(request_json(row))
@@ -235,6 +237,7 @@ def complete_task(task_id: str):
     body = json_body()
     data = object_field(body, "data")
     with database().write() as session:
+        visible_task(session, task_id)
         row = complete_request_step(session, task_id, data)
         if row is None:
             instances.complete_task(

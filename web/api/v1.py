@@ -8,6 +8,7 @@ have rules of their own), are in :mod:`web.api.requests_api`.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +18,11 @@ from sqlalchemy import or_, select
 from werkzeug.exceptions import default_exceptions
 
 from engine import api_tokens, deployments, instances
-from engine.errors import PermissionDenied
-from engine.identity import ADMINISTRATOR
+from engine.errors import ValidationFailed
+from engine.identity import ADMINISTRATOR, Actor
 from engine.models import (
     Deployment,
+    HumanTask,
     Incident,
     IncidentStatus,
     InstanceStatus,
@@ -38,7 +40,7 @@ from .auth import (
     require_admin,
     require_global_admin,
 )
-from .errors import ApiError, bad_request, field_error, handle
+from .errors import ApiError, bad_request, field_error, handle, parse_json
 from .openapi import openapi_document
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1", template_folder="templates")
@@ -80,16 +82,29 @@ def settings():
 
 
 def json_body() -> dict[str, Any]:
-    """Return the JSON object sent, or raise 400 if there is none."""
+    """Return the JSON object sent; 415 without the JSON type, 400 if malformed."""
     if not request.is_json:
         raise ApiError(
             415,
             "Send the body as JSON with 'Content-Type: application/json'.",
         )
-    body = request.get_json(silent=True)
+    body = parse_json(request.get_data(cache=True))
     if not isinstance(body, dict):
-        raise bad_request('The body must be a JSON object, such as {"reason": "..."}.')
+        raise bad_request(
+            'The body must be a JSON object, such as {"reason": "..."}, not '
+            f"{_json_kind(body)}."
+        )
     return body
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number"
 
 
 def optional_json_body() -> dict[str, Any]:
@@ -107,6 +122,24 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
         raise field_error(name, "Give a text value.")
     if required and not value.strip():
         raise field_error(name, "This field is required.")
+    return value
+
+
+def capped_text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str:
+    """Return a free-text field, held to the cap of a task form's text fields.
+
+    Reasons and comments are stored and mailed alike, so a reason sent here
+    is checked by the same engine rule (and limit) as an approver's comment.
+    """
+    value = text_field(body, name, required=required)
+    as_form = {"fields": [{"id": name, "label": f"The {name}", "type": "string"}]}
+    try:
+        instances.validate_form(as_form, {name: value})
+    except ValidationFailed as err:
+        raise field_error(
+            name,
+            f"{err.field_errors[name]} Shorten it (this one has {len(value)}).",
+        ) from None
     return value
 
 
@@ -290,33 +323,68 @@ def list_tasks():
         return jsonify({"items": [serialize.task(t) for t in rows]})
 
 
-def _visible_task(session, task_id: str):
-    """Return a task the caller may work or administers; 404 for anyone else."""
-    task = instances.get_task(session, task_id)
-    who = actor()
+def may_see_task(who: Actor, task: HumanTask) -> bool:
+    """Return whether ``task`` lies within the caller's reach.
+
+    The same rule as the console's task page: administrators of the task's
+    security domain, people named on it (assignee, candidate user, who
+    completed it) and holders of one of its candidate groups in its domain.
+    Whether they may work it now (separation of duties, someone else holds
+    it) is a separate question, answered with 403 or 409.
+    """
     if who.has_role(ADMINISTRATOR, task.domain_path):
-        return task
-    try:
-        instances.check_may_work(session, who, task, task.instance)
-    except PermissionDenied:
+        return True
+    if who.username in (task.assignee, task.completed_by):
+        return True
+    if who.username in task.candidate_users:
+        return True
+    return any(who.has_role(group, task.domain_path) for group in task.candidate_groups)
+
+
+def visible_task(session, task_id: str) -> HumanTask:
+    """Return a task the caller may see; 404 for anyone else.
+
+    Every task endpoint calls this first, so that nobody outside a task's
+    reach learns whether it exists, who holds it or who completed it.
+    """
+    task = session.get(HumanTask, task_id)
+    # One answer for unknown and out of reach, so neither can be told apart.
+    if task is None or not may_see_task(actor(), task):
         raise ApiError(
-            404, f"Task {task_id} does not exist or is not yours to see."
-        ) from None
+            404,
+            f"Task {task_id} does not exist or is not yours to see; check the id "
+            "against GET /api/v1/tasks.",
+        )
     return task
+
+
+def _instance_label(task: HumanTask) -> str:
+    return task.instance.business_key or f"instance {task.instance_id}"
 
 
 @bp.get("/tasks/<task_id>")
 def get_task(task_id: str):
     """Show one task with its form."""
     with database().read() as session:
-        return jsonify(serialize.task(_visible_task(session, task_id)))
+        return jsonify(serialize.task(visible_task(session, task_id)))
 
 
 @bp.post("/tasks/<task_id>/claim")
 def claim_task(task_id: str):
     """Assign a task of one of the caller's queues to the caller."""
+    who = actor()
     with database().write() as session:
-        task = instances.claim_task(session, task_id, actor=actor())
+        visible_task(session, task_id)
+        task, _ = instances.lock_task(session, task_id)
+        if task.assignee and task.assignee != who.username:
+            raise ApiError(
+                409,
+                f"Task '{task.name}' of {_instance_label(task)} is already claimed "
+                f"by {task.assignee}; ask them to unclaim it, or an administrator "
+                "to assign it to you.",
+                code="task_claimed",
+            )
+        task = instances.claim_task(session, task_id, actor=who)
         return jsonify(serialize.task(task))
 
 
@@ -324,6 +392,15 @@ def claim_task(task_id: str):
 def unclaim_task(task_id: str):
     """Put a task the caller holds back in its queue."""
     with database().write() as session:
+        visible_task(session, task_id)
+        task, _ = instances.lock_task(session, task_id)
+        if task.assignee is None:
+            raise ApiError(
+                409,
+                f"Task '{task.name}' of {_instance_label(task)} is not claimed by "
+                "anyone, so there is nothing to put back in the queue.",
+                code="task_not_claimed",
+            )
         task = instances.unclaim_task(session, task_id, actor=actor())
         return jsonify(serialize.task(task))
 
@@ -455,7 +532,7 @@ def get_instance(instance_id: int):
 def cancel_instance(instance_id: int):
     """Cancel a running process instance, with a reason."""
     body = json_body()
-    reason = text_field(body, "reason")
+    reason = capped_text_field(body, "reason")
     with database().write() as session:
         _admin_instance(session, instance_id)
         row = instances.cancel_instance(
