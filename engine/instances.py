@@ -613,9 +613,22 @@ def retry_incident(
 ) -> ProcessInstance:
     """Run the failed step of an instance in incident again.
 
+    The step runs on behalf of ``actor``, so a service handler acts with their
+    rights: only an administrator of the instance's security domain, or the
+    system (the worker's automatic retries), may retry.
+
+    :raises PermissionDenied: ``actor`` is neither.
     :raises InstanceNotActive: the instance is not in an incident.
     """
     instance = lock_instance(session, instance_id)
+    if actor.username != SYSTEM_ACTOR.username and not actor.has_role(
+        ADMINISTRATOR, instance.domain_path
+    ):
+        raise PermissionDenied(
+            f"You may not retry the failed step of {_label(instance)}; only an "
+            f"administrator of security domain '{instance.domain_path}' can, "
+            "once the cause is fixed. Nothing was changed."
+        )
     if instance.status != InstanceStatus.INCIDENT:
         raise InstanceNotActive(
             f"{_label(instance, capital=True)} is {instance.status}, not in an "
@@ -658,8 +671,7 @@ def _resolve_incidents(session, instance, actor, how: str) -> None:
 
 
 def _open_incident(session, instance, workflow, err: Exception, actor) -> None:
-    failed = workflow.get_tasks(state=TaskState.ERROR)
-    element_id = failed[0].task_spec.bpmn_id if failed else None
+    element_id = _failed_element(workflow, err)
     message = _describe_error(err)
     previous = session.scalar(
         select(Incident)
@@ -694,6 +706,31 @@ def _open_incident(session, instance, workflow, err: Exception, actor) -> None:
         message,
         extra={"instance_id": instance.id},
     )
+
+
+def _failed_element(workflow, err: Exception) -> str | None:
+    """Return the id of the element that failed, as precisely as known.
+
+    A task whose own code failed is in ERROR state. An expression evaluated
+    around a task (a multi-instance cardinality, a gateway condition) leaves
+    no task in ERROR, but the exception names the task or its spec; failing
+    that, the task that ran last is the one to blame.
+    """
+    failed = workflow.get_tasks(state=TaskState.ERROR)
+    if failed:
+        return failed[0].task_spec.bpmn_id
+    task = getattr(err, "task", None)
+    spec = getattr(task, "task_spec", None) or getattr(err, "task_spec", None)
+    if getattr(spec, "bpmn_id", None):
+        return spec.bpmn_id
+    running = [
+        t
+        for t in workflow.get_tasks(state=TaskState.STARTED | TaskState.READY)
+        if getattr(t.task_spec, "bpmn_id", None) and not t.task_spec.manual
+    ]
+    if running:
+        return max(running, key=lambda t: t.last_state_change).task_spec.bpmn_id
+    return None
 
 
 def _describe_error(err: Exception) -> str:

@@ -18,10 +18,13 @@ from helpers_engine import (
 from sqlalchemy import select
 
 from engine import instances, services
-from engine.errors import InstanceNotActive, ServiceError
+from engine.errors import InstanceNotActive, PermissionDenied, ServiceError
+from engine.identity import ADMINISTRATOR, SYSTEM_ACTOR, Actor
 from engine.models import HumanTask, Incident, ProcessInstance, SecurityDomain
 
 TOPIC = "engine_test_ship"
+ADMIN = Actor("root", "acme", ((ADMINISTRATOR, "acme"),))
+APAC_ADMIN = Actor("yoshi", "acme/apac", ((ADMINISTRATOR, "acme/apac"),))
 
 
 class Shipper:
@@ -70,9 +73,9 @@ def status(database, instance_id) -> str:
         return session.get(ProcessInstance, instance_id).status
 
 
-def retry(database, instance_id) -> str:
+def retry(database, instance_id, actor: Actor = ADMIN) -> str:
     with database.write() as session:
-        return instances.retry_incident(session, instance_id, actor=APPROVER).status
+        return instances.retry_incident(session, instance_id, actor=actor).status
 
 
 @pytest.fixture
@@ -211,3 +214,76 @@ def test_cancelling_an_instance_in_incident_resolves_it(database, failed_service
     (incident,) = incidents(database, failed_service)
     assert (incident.status, incident.resolved_by) == ("resolved", "alice (cancelled)")
     assert status(database, failed_service) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "actor",
+    [REQUESTER, APPROVER, APAC_ADMIN],
+    ids=["requester", "approver", "administrator of another domain"],
+)
+def test_retry_is_refused_to_anyone_but_an_administrator_in_scope(
+    database, failed_service, shipper, actor
+):
+    shipper.failing = None
+
+    with pytest.raises(PermissionDenied) as err:
+        retry(database, failed_service, actor)
+
+    assert str(err.value) == (
+        f"You may not retry the failed step of instance {failed_service}; only an "
+        "administrator of security domain 'acme/emea/paris' can, once the cause "
+        "is fixed. Nothing was changed."
+    )
+    assert shipper.calls == 1
+    assert status(database, failed_service) == "incident"
+    assert [i.status for i in incidents(database, failed_service)] == ["open"]
+    assert "incident_retried" not in actions(database, failed_service)
+
+
+def test_the_system_retries_like_an_administrator(database, failed_service, shipper):
+    shipper.failing = None
+
+    assert retry(database, failed_service, SYSTEM_ACTOR) == "running"
+
+    (incident,) = incidents(database, failed_service)
+    assert incident.resolved_by == "system (retried)"
+    assert shipper.calls == 2
+
+
+MULTI_INSTANCE_FAILS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="defs_mi"
+    targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="engine_mi_fails" name="Multi-instance fails" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:userTask id="review_each" name="Review each"
+        camunda:candidateGroups="request_approver">
+      <bpmn:multiInstanceLoopCharacteristics>
+        <bpmn:loopCardinality>100 // divisor</bpmn:loopCardinality>
+      </bpmn:multiInstanceLoopCharacteristics>
+    </bpmn:userTask>
+    <bpmn:endEvent id="done" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="review_each" />
+    <bpmn:sequenceFlow id="f2" sourceRef="review_each" targetRef="done" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_failing_multi_instance_expression_names_its_element(database):
+    deploy(database, ("engine_mi_fails.bpmn", MULTI_INSTANCE_FAILS))
+
+    instance_id = start(database, "engine_mi_fails", variables={"divisor": 0})
+
+    (incident,) = incidents(database, instance_id)
+    assert (incident.element_id, incident.status) == ("review_each", "open")
+    assert incident.message == (
+        "Error evaluating expression '100 // divisor': ZeroDivisionError: integer "
+        "division or modulo by zero."
+    )
+    with database.read() as session:
+        last = instances.describe_instance(session, instance_id).history[-1].message
+    assert last == (
+        "Step 'review_each' failed: Error evaluating expression '100 // divisor': "
+        "ZeroDivisionError: integer division or modulo by zero."
+    )
