@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
-from helpers_api import Api, make_api, make_app
+from helpers_api import Api, make_api, make_app, serve
 from sqlalchemy import update
 
+from engine import serve as serving
 from engine.config import Settings
 from engine.db import Database
 from engine.models import Timer, utcnow
@@ -100,3 +104,94 @@ def test_metrics_report_queues_outbox_incidents_and_due_timers(api):
     text = api.client.get("/metrics").get_data(as_text=True)
 
     assert metric(text, "provisioning_timers_due") == 3  # reminder, escalation, timeout
+
+
+ME_401 = 'method="GET",route="/api/v1/me",status="401"'
+
+
+def _scrapes_by_worker(server, at_least: int = 2, tries: int = 60) -> dict[int, set]:
+    """Scrape /metrics until ``at_least`` workers answered; return counts by pid."""
+    counts: dict[int, set[float]] = {}
+    for _ in range(tries):
+        before = len(server.log_lines())
+        status, text = server.get("/metrics")
+        assert status == 200
+        value = (
+            metric(text, "provisioning_http_requests_total", ME_401)
+            if ME_401 in text
+            else 0.0
+        )
+        counts.setdefault(_answering_pid(server, before), set()).add(value)
+        if len(counts) >= at_least:
+            break
+    return counts
+
+
+def _answering_pid(server, before: int) -> int:
+    """Return the worker whose access line for /metrics follows line ``before``."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        # gunicorn logs the access after sending the answer.
+        for line in server.log_lines()[before:]:
+            record = json.loads(line)
+            if record.get("path") == "/metrics":
+                return record["worker_pid"]
+        time.sleep(0.05)
+    raise AssertionError("No access line for the /metrics scrape.")
+
+
+def test_request_counts_add_up_across_gunicorn_workers(sqlite_database, tmp_path):
+    with serve(sqlite_database, tmp_path, "--log-format", "json", workers=2) as server:
+        for _ in range(10):
+            assert server.get("/api/v1/me")[0] == 401
+        counts = _scrapes_by_worker(server)
+
+    assert len(counts) == 2, f"one worker answered every scrape: {counts}"
+    assert list(counts.values()) == [{10.0}, {10.0}]
+
+
+def test_serve_leaves_no_metrics_directory_behind(sqlite_database, tmp_path):
+    with serve(sqlite_database, tmp_path, env={"TMPDIR": str(tmp_path)}) as server:
+        server.get("/api/v1/me")
+        [metrics_dir] = tmp_path.glob("provisioning-metrics-*")
+        assert list(metrics_dir.glob("counter_*.db"))
+
+    assert list(tmp_path.glob("provisioning-metrics-*")) == []
+
+
+def test_given_metrics_directory_is_emptied_of_an_earlier_run(tmp_path):
+    stale = tmp_path / "metrics" / "counter_4242.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"counts of yesterday")
+    environ = {"PROMETHEUS_MULTIPROC_DIR": str(stale.parent)}
+
+    path, created = serving.prepare_metrics_dir(environ)
+
+    assert (path, created) == (stale.parent, False)
+    assert list(path.iterdir()) == []
+
+
+def test_without_a_directory_each_start_gets_a_fresh_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    first, second = {}, {}
+
+    one, created = serving.prepare_metrics_dir(first)
+    other, _ = serving.prepare_metrics_dir(second)
+
+    assert created
+    assert one != other and one.parent == other.parent == tmp_path
+    assert first == {"PROMETHEUS_MULTIPROC_DIR": str(one)}
+
+
+def test_a_worker_that_exits_is_marked_dead(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    live = tmp_path / "gauge_livesum_4242.db"
+    counts = tmp_path / "counter_4242.db"
+    live.write_bytes(b"")
+    counts.write_bytes(b"")
+
+    serving._mark_worker_dead(None, SimpleNamespace(pid=4242))
+
+    assert not live.exists()
+    assert counts.exists()  # the requests it answered still count

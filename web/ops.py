@@ -7,9 +7,11 @@
   database at each scrape, open tasks per queue, the e-mail outbox backlog,
   open incidents and timers that are due.
 
-Under gunicorn each worker process counts its own requests. Set
-``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the workers
-(docker-compose.yml does) and /metrics adds them up, whichever worker answers.
+Under gunicorn each worker process counts its own requests. With
+``PROMETHEUS_MULTIPROC_DIR`` naming a directory shared by the workers,
+/metrics adds them up, whichever worker answers: ``provisioning serve`` sets
+it up (see :mod:`engine.serve`); under a bare ``gunicorn`` set it to an empty
+directory yourself, as docker-compose.yml does.
 """
 
 from __future__ import annotations
