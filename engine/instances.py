@@ -12,6 +12,12 @@ stored whole or not at all:
 A failing script, decision or service handler does not raise out of here: the
 work done before it is kept, the instance is put into an incident naming the
 element and the error, and :func:`retry_incident` runs it again after a fix.
+
+A product layer that owns some processes plugs its own rules into step 2
+without the core knowing them: :func:`guard_start` refuses starts of a
+process that must begin another way (a provisioning request starts only with
+its request row), and :func:`check_completion` checks a task's data beyond
+its form (a serial number must be an available token of the requested model).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -77,7 +83,59 @@ def _settings(settings: Settings | None) -> Settings:
     return _default_settings
 
 
+# -- rules of the product layer -----------------------------------------------
+
+#: ``guard(session, key, actor, variables)`` raises to refuse a start.
+StartGuard = Callable[[Session, str, Actor, dict[str, Any]], None]
+#: ``check(session, actor, task, instance, values)`` raises to refuse a completion.
+CompletionCheck = Callable[
+    [Session, Actor, HumanTask, ProcessInstance, dict[str, Any]], None
+]
+
+_start_guards: dict[str, StartGuard] = {}
+_completion_checks: dict[tuple[str, str], CompletionCheck] = {}
+
+
+def guard_start(key: str, guard: StartGuard) -> StartGuard:
+    """Have ``guard`` approve every start of process ``key`` before it happens.
+
+    Every entry point (the CLI, the Camunda REST API, the console) starts
+    through :func:`start_instance`, so a guard holds for all of them. The
+    guard raises a :class:`ProvisioningError` that says how to start the
+    process instead; nothing is written then. One guard a process key; a
+    second registration replaces the first.
+
+    :returns: ``guard``, so that this can be used as a decorator's body.
+    """
+    _start_guards[key] = guard
+    return guard
+
+
+def unguard_start(key: str) -> None:
+    """Let process ``key`` start without a guard again."""
+    _start_guards.pop(key, None)
+
+
+def check_completion(key: str, task_spec: str, check: CompletionCheck) -> None:
+    """Run ``check`` on the data of task ``task_spec`` of process ``key``.
+
+    :func:`complete_task` calls it after the form's own validation and before
+    the workflow moves, so a refusal (a :class:`ValidationFailed` naming the
+    field) leaves the task open and nothing written. One check a task; a
+    second registration replaces the first.
+    """
+    _completion_checks[(key, task_spec)] = check
+
+
+def uncheck_completion(key: str, task_spec: str) -> None:
+    """Complete task ``task_spec`` of process ``key`` with its form checks only."""
+    _completion_checks.pop((key, task_spec), None)
+
+
 # -- starting ---------------------------------------------------------------
+
+#: the most characters a business key may have (the column's length)
+BUSINESS_KEY_MAX = ProcessInstance.__table__.c.business_key.type.length
 
 
 def start_instance(
@@ -98,8 +156,22 @@ def start_instance(
         the initiator's), which decides who may work its tasks.
     :returns: the new instance, flushed; the caller's transaction commits it.
     :raises NotFound: no process ``key`` is deployed.
+    :raises ValidationFailed: the business key is too long.
+    :raises ProvisioningError: the guard of process ``key`` refused the start
+        (see :func:`guard_start`); a :class:`PermissionDenied` for requests.
     """
+    if business_key is not None and len(business_key) > BUSINESS_KEY_MAX:
+        raise ValidationFailed(
+            f"The instance of process '{key}' was not started.",
+            {
+                "business_key": f"Business key must be at most {BUSINESS_KEY_MAX} "
+                f"characters, not {len(business_key)}; give a shorter reference."
+            },
+        )
     definition = latest_definition(session, key)
+    guard = _start_guards.get(definition.key)
+    if guard is not None:
+        guard(session, definition.key, actor, variables or {})
     spec, subprocess_specs = load_spec(session, definition)
     workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=_script_engine)
     start = workflow.task_tree
@@ -260,11 +332,16 @@ def complete_task(
     :raises TaskAlreadyCompleted: someone completed it first (says who and when).
     :raises InstanceNotActive: the task was cancelled or the request ended.
     :raises PermissionDenied: ``actor`` may not work this task.
-    :raises ValidationFailed: the data does not fit the form; one error per field.
+    :raises ValidationFailed: the data does not fit the form, or the check
+        registered for the task (:func:`check_completion`) refused it; one
+        error per field.
     """
     task, instance, rows = _locked_task(session, task_id)
     check_may_work(session, actor, task, instance, rows)
     values = validate_form(task.form, data or {})
+    check = _completion_checks.get((instance.process_key, task.task_spec))
+    if check is not None:
+        check(session, actor, task, instance, values)
 
     workflow = load(session, instance)
     spiff_task = workflow.get_task_from_id(UUID(task.id))

@@ -81,6 +81,74 @@ def test_start_records_initiator_business_key_and_first_task(database, approval)
     assert actions(database, approval) == ["instance_started", "task_created"]
 
 
+def test_a_business_key_longer_than_its_column_is_refused(database):
+    deploy(database, "approval.bpmn")
+
+    with pytest.raises(ValidationFailed) as err:
+        start(database, "approval", business_key="R" * 201)
+
+    assert err.value.field_errors == {
+        "business_key": "Business key must be at most 200 characters, not 201; "
+        "give a shorter reference."
+    }
+    assert str(err.value).startswith(
+        "The instance of process 'approval' was not started."
+    )
+    assert count(database, ProcessInstance) == 0
+    assert count(database, HistoryEntry) == 0
+    started = start(database, "approval", business_key="R" * 200)
+    with database.read() as session:
+        assert len(session.get(ProcessInstance, started).business_key) == 200
+
+
+def test_a_start_guard_refuses_before_anything_is_written(database):
+    deploy(database, "approval.bpmn")
+    seen = []
+
+    def guard(session, key, actor, variables):
+        seen.append((key, actor.username, variables))
+        if not variables.get("ticket"):
+            raise PermissionDenied(f"Start '{key}' from a ticket.")
+
+    instances.guard_start("approval", guard)
+    try:
+        with pytest.raises(PermissionDenied) as err:
+            start(database, "approval", variables={"ticket": ""})
+        allowed = start(database, "approval", variables={"ticket": "T-1"})
+    finally:
+        instances.unguard_start("approval")
+
+    assert str(err.value) == "Start 'approval' from a ticket."
+    assert seen == [
+        ("approval", "alice", {"ticket": ""}),
+        ("approval", "alice", {"ticket": "T-1"}),
+    ]
+    with database.read() as session:
+        assert session.scalars(select(ProcessInstance.id)).all() == [allowed]
+    assert start(database, "approval") != allowed
+
+
+def test_a_completion_check_refuses_before_the_workflow_moves(database, form_task):
+    instance_id, task_id = form_task
+
+    def check(session, actor, task, instance, values):
+        if values["kind"] == "hardware" and not values.get("quantity"):
+            raise ValidationFailed(
+                "Not without a quantity.", {"quantity": "Say how many."}
+            )
+
+    instances.check_completion("engine_form", "fill", check)
+    try:
+        with pytest.raises(ValidationFailed) as err:
+            complete(database, task_id, APPROVER, {"title": "T", "kind": "hardware"})
+    finally:
+        instances.uncheck_completion("engine_form", "fill")
+
+    assert err.value.field_errors == {"quantity": "Say how many."}
+    assert [t.id for t in open_tasks(database, instance_id)] == [task_id]
+    assert actions(database, instance_id) == ["instance_started", "task_created"]
+
+
 def test_allowed_user_completes_and_the_instance_runs_on(database, approval):
     task = task_of(database, approval, "approve1")
 

@@ -22,6 +22,7 @@ from engine.errors import (
 from engine.identity import actor_for
 from engine.models import HumanTask
 from engine.provisioning import requests
+from engine.provisioning.inventory_models import Token, TokenModel
 from engine.provisioning.request_models import ProvisioningRequest
 from engine.provisioning.requests_cli import requests_group
 
@@ -665,35 +666,107 @@ def test_activation_link_is_shown_to_the_requester_not_to_approvers(org):
 
 
 def test_failed_service_keeps_the_request_pending_with_a_visible_incident(org):
-    request_id = org.new_hardware("jdoe")
+    request_id = org.new_software("jdoe")
     org.decide("anna", request_id)
-    org.decide("marc", request_id)
+    # The software token profile is retired while the request waits.
+    with org.database.write() as session:
+        model = session.scalars(select(TokenModel).where(TokenModel.code == "APP"))
+        model.one().active = False
 
-    # The generic task form does not check the serial; the service task does.
-    org.complete(
-        "lucia",
-        org.task(request_id),
-        {
-            "serial_number": "NO-SUCH",
-            "shipping_address": SHIPPING_ADDRESS,
-            "carrier": "dhl",
-        },
-    )
+    org.distribute("lucia", request_id, delivery_method="qr_in_person")
 
     request = org.request(request_id)
     assert request.status == "pending"
-    assert request.current_step == "Assign and ship token (failed)"
-    assert request.outcome.startswith("The step 'Assign and ship token' failed: ")
+    assert request.current_step == "Issue software token (failed)"
+    assert request.outcome == (
+        "The step 'Issue software token' failed: Unknown token model 'APP'; known "
+        "models: SID700, SID800; correct the token model or the user, then retry "
+        "the incident. The request waits until an administrator retries the step "
+        "or the request is cancelled."
+    )
     view = org.view("jdoe", request_id)
-    assert [i.element_id for i in view.incidents] == ["assign_and_ship_token"]
+    assert [i.element_id for i in view.incidents] == ["issue_software_token"]
     assert view.timeline[-1].text == (
-        "The step 'assign and ship token' failed; the request waits until an "
+        "The step 'issue software token' failed; the request waits until an "
         "administrator retries it"
     )
 
     with org.database.write() as session:
-        requests.cancel_request(session, org["admin"], request_id, "Wrong serial")
+        requests.cancel_request(session, org["admin"], request_id, "Profile retired")
     assert org.request(request_id).status == "cancelled"
+
+
+GENERIC_DISTRIBUTION = {"shipping_address": SHIPPING_ADDRESS, "carrier": "dhl"}
+
+
+@pytest.mark.parametrize(
+    ("serial", "message"),
+    [
+        (
+            "E-700-1",
+            "Token 'E-700-1' is not an available SID800 token in your scope; "
+            "choose one of: E-800-1, E-800-2, E-800-3.",
+        ),
+        (
+            "NO-SUCH",
+            "Token 'NO-SUCH' is not an available SID800 token in your scope; "
+            "choose one of: E-800-1, E-800-2, E-800-3.",
+        ),
+        (
+            "J-SOON",
+            "Token 'J-SOON' is not an available SID800 token in your scope; "
+            "choose one of: E-800-1, E-800-2, E-800-3.",
+        ),
+    ],
+    ids=["another model", "unknown", "handed out"],
+)
+def test_generic_task_form_refuses_a_serial_that_cannot_be_assigned(
+    org, serial, message
+):
+    request_id = org.new_hardware("jdoe", model="SID800")
+    org.decide("anna", request_id)
+    org.decide("marc", request_id)
+    task_id = org.task(request_id, requests.HARDWARE_STEP)
+
+    with pytest.raises(ValidationFailed) as refused:
+        org.complete(
+            "lucia", task_id, {"serial_number": serial, **GENERIC_DISTRIBUTION}
+        )
+
+    assert refused.value.field_errors == {"serial_number": message}
+    assert str(refused.value).startswith(
+        "The distribution has errors; correct them and submit again."
+    )
+    request = org.request(request_id)
+    assert (request.status, request.current_step) == (
+        "pending",
+        "Distribute hardware token",
+    )
+    assert "delivery" not in request.details
+    assert org.open_tasks(request_id) == [(task_id, requests.HARDWARE_STEP)]
+    assert org.view("lucia", request_id).incidents == []
+    with org.database.read() as session:
+        assert session.get(HumanTask, task_id).completed_by is None
+        token = session.scalars(select(Token).where(Token.serial == "E-700-1")).one()
+        assert (token.state, token.owner) == ("available", None)
+
+
+def test_generic_task_form_ships_an_available_serial_of_the_model(org):
+    request_id = org.new_hardware("jdoe", model="SID800")
+    org.decide("anna", request_id)
+    org.decide("marc", request_id)
+
+    org.complete(
+        "lucia",
+        org.task(request_id),
+        {"serial_number": " E-800-2 ", **GENERIC_DISTRIBUTION},
+    )
+
+    request = org.request(request_id)
+    assert (request.status, request.outcome) == (
+        "completed",
+        "Token E-800-2 (SID800) shipped by DHL.",
+    )
 
 
 def test_request_expires_when_the_timeout_passes_without_a_decision(org):

@@ -7,11 +7,16 @@ distribution step it takes. This module is the product's face on the engine:
 * :func:`submit_request` checks the form of each request type and the rules
   users expect (an expiring token is replaced only shortly before it expires;
   no second open request for the same thing), then starts the process with
-  the start variables the diagrams read, in the caller's transaction.
+  the start variables the diagrams read, in the caller's transaction. The
+  process of a request type starts no other way: a start guard
+  (:func:`engine.instances.guard_start`) refuses ``provisioning start`` and
+  the Camunda REST API, which would skip the form and the approval policy.
 * :func:`decide` and :func:`distribute` work the approval and distribution
   tasks; separation of duties and scope are the engine's
   (:func:`engine.instances.check_may_work`), so they hold for the inbox, this
   module and a direct call of :func:`engine.instances.complete_task` alike.
+  So does the serial number check of a hardware distribution, registered
+  with :func:`engine.instances.check_completion`.
 * An :mod:`engine.events` listener keeps each request's status, current step
   and comment in step with its instance in the same transaction. A request is
   ``completed`` only when its process reached the end event
@@ -725,6 +730,69 @@ def _start(
     return request
 
 
+def _guard_request_start(
+    session: Session, key: str, actor: Actor, variables: dict[str, Any]
+) -> None:
+    """Refuse to start a request's process except from :func:`_start`.
+
+    Started any other way (``provisioning start``, the Camunda REST API), the
+    process would run on whatever variables the caller gave, with no request
+    row: a request type with no approval step, a token with no approval. So a
+    start must come with the request being submitted: the row named by
+    ``request_id``, of this type and requester, not started yet.
+    """
+    request_id = variables.get("request_id")
+    request = (
+        session.get(ProvisioningRequest, request_id)
+        if isinstance(request_id, int) and not isinstance(request_id, bool)
+        else None
+    )
+    if (
+        request is not None
+        and request is session.info.get(_STARTING)
+        and request.instance_id is None
+        and request.request_type == key
+        and request.requester == actor.username
+    ):
+        return
+    raise PermissionDenied(
+        f"Process '{key}' runs '{REQUEST_TYPES[key].label}' requests and starts "
+        "only when such a request is submitted, so that its form is checked and "
+        "its approval steps apply; nothing was started. Start it with "
+        f"`provisioning requests submit {key} --user {actor.username} --field "
+        "NAME=VALUE ...` or the console's New request page."
+    )
+
+
+def _check_hardware_distribution(
+    session: Session,
+    actor: Actor,
+    task: HumanTask,
+    instance: ProcessInstance,
+    values: dict[str, Any],
+) -> None:
+    """Refuse a serial the distributor may not assign to this request.
+
+    :func:`distribute` checks the serial itself; this holds the same rule for
+    a completion through the generic task form, where a wrong serial would
+    otherwise fail later in the service task, with no retry that could help.
+    """
+    request = session.scalars(
+        select(ProvisioningRequest).where(
+            ProvisioningRequest.instance_id == instance.id
+        )
+    ).first()
+    if request is None:
+        return
+    serial = str(values.get("serial_number") or "").strip()
+    error = _serial_error(session, actor, request, serial)
+    if error:
+        raise ValidationFailed(
+            "The distribution has errors; correct them and submit again.",
+            {"serial_number": error},
+        )
+
+
 # -- keeping the request in step with its instance --------------------------
 
 _END_STATUS = {
@@ -863,9 +931,10 @@ def sync_request(
         ).first()
         step = element_name(session, instance, incident.element_id if incident else "")
         request.current_step = f"{step} (failed)"
+        message = incident.message.rstrip(".") if incident else "unknown error"
         request.outcome = (
-            f"The step '{step}' failed: {incident.message if incident else 'unknown'}. "
-            "The request waits until an administrator fixes the cause and retries it."
+            f"The step '{step}' failed: {message}. The request waits until an "
+            "administrator retries the step or the request is cancelled."
         )
     else:
         request.status = RequestStatus.PENDING
@@ -1554,3 +1623,9 @@ def _serial_error(session, actor: Actor, request, serial: str) -> str | None:
             f"your scope; choose one of: {shown or 'none available'}."
         )
     return None
+
+
+# The engine runs these for every entry point, not only for this module.
+for _key in REQUEST_TYPES:
+    instances.guard_start(_key, _guard_request_start)
+    instances.check_completion(_key, HARDWARE_STEP, _check_hardware_distribution)
