@@ -8,6 +8,7 @@ turned into incidents that are retried after a fix.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,32 @@ def test_an_unavailable_serial_opens_an_incident_that_a_retry_clears(db, setting
         assert (token.state, token.owner) == ("shipped", "jdoe")
         incident = session.scalars(select(Incident)).one()
         assert incident.status == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("serial", "fact"),
+    [
+        ("E-1", "Serial E-1 is a SID700, but the request is for a SID800"),
+        ("OLD-1", "Serial OLD-1 expired on 2020-01-31"),
+    ],
+    ids=["another model", "expired"],
+)
+def test_a_serial_that_can_never_fit_says_that_retrying_cannot_help(
+    db, settings, serial, fact
+):
+    with db.write() as session:
+        add_token(session, "OLD-1", model="SID800", expires_on=date(2020, 1, 31))
+    instance_id = start(db, "inventory_ship", settings, token_model="SID800")
+
+    distribute(db, instance_id, settings, serial)
+
+    status, _, incidents = view(db, instance_id)
+    assert status == "incident"
+    assert incidents == [
+        f"{fact}. Retrying cannot help, as the serial was recorded with the "
+        "distribution step: cancel the request (its requester or an administrator "
+        "of security domain 'acme/emea/paris' can) and submit a new one."
+    ]
 
 
 def test_a_serial_outside_the_distributors_scope_is_refused(db, settings):

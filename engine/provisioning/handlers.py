@@ -76,13 +76,22 @@ def assign_and_ship_token(call: ServiceCall) -> None:
             domain_path=call.instance.domain_path or None,
         )
     except ProvisioningError as err:
-        raise ServiceError(_with_advice(err, serial)) from err
+        raise ServiceError(_with_advice(err, serial, call)) from err
 
     call.data["token_state"] = token.state
     call.data["expires_on"] = token.expires_on.isoformat() if token.expires_on else ""
 
 
-def _with_advice(err: ProvisioningError, serial: str) -> str:
+def _with_advice(err: ProvisioningError, serial: str, call: ServiceCall) -> str:
+    if isinstance(err, inventory.AssignmentRefused) and err.lasting:
+        # The serial is part of the completed distribution step: retrying
+        # runs the same assignment again, and no diagram step takes it back.
+        return (
+            f"{err.fact}. Retrying cannot help, as the serial was recorded with "
+            "the distribution step: cancel the request (its requester or an "
+            "administrator of security domain "
+            f"'{call.instance.domain_path}' can) and submit a new one."
+        )
     if isinstance(err, inventory.AssignmentRefused):
         return (
             f"{err.fact}; make serial {serial} available in the token inventory "

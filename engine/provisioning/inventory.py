@@ -580,10 +580,19 @@ def available_serials(
 
 
 class AssignmentRefused(ConflictError):
-    """A serial cannot be assigned to a request; ``fact`` says why."""
+    """A serial cannot be assigned to a request; ``fact`` says why.
 
-    def __init__(self, fact: str, advice: str = CHOOSE_ANOTHER):
+    ``lasting`` is True when no change to the inventory can make this serial
+    fit this request (another model, expired, an inventory that does not
+    serve the request's domain), as opposed to a state a token administrator
+    can change.
+    """
+
+    def __init__(
+        self, fact: str, advice: str = CHOOSE_ANOTHER, *, lasting: bool = False
+    ):
         self.fact = fact
+        self.lasting = lasting
         super().__init__(f"{fact}; {advice}")
 
 
@@ -616,16 +625,18 @@ def check_assignable(
     if token.model.code != model_code:
         raise AssignmentRefused(
             f"Serial {serial} is a {token.model.code}, but the request is for a "
-            f"{model_code}"
+            f"{model_code}",
+            lasting=True,
         )
     if token.expires_on is not None and token.expires_on < date.today():
         raise AssignmentRefused(
-            f"Serial {serial} expired on {token.expires_on:%Y-%m-%d}"
+            f"Serial {serial} expired on {token.expires_on:%Y-%m-%d}", lasting=True
         )
     if not serves(token.domain_path, domain_path):
         raise AssignmentRefused(
             f"Serial {serial} belongs to the inventory of '{token.domain_path}', "
-            f"which does not serve requests of '{domain_path}'"
+            f"which does not serve requests of '{domain_path}'",
+            lasting=True,
         )
 
     return token
