@@ -31,6 +31,7 @@ GOOD_AND_BAD = (
     "marc,acme/emea,hardware,\n"
     "\n"
     "jdoe,acme/emea/paris,software,APP\n"
+    "jdoe,acme/emea/paris,hardware,SID800\n"
 )
 
 
@@ -46,7 +47,7 @@ def test_bulk_file_submits_good_lines_and_reports_bad_ones(org):
             r.id: (r.requester, r.token_class, r.token_model, r.details["submitted_by"])
             for r in session.scalars(select(ProvisioningRequest))
         }
-    first, second = report.submitted
+    first, second, third = report.submitted
     assert [str(r) for r in report.rows] == [
         f"line 2 (jdoe): request {first.request_id} submitted (hardware token SID700)",
         "line 3 (claire): claire is in security domain 'acme/emea/paris', not "
@@ -59,14 +60,16 @@ def test_bulk_file_submits_good_lines_and_reports_bad_ones(org):
         "line 7 (anna): token_type 'usb' is unknown; write hardware or software.",
         "line 8 (marc): token_model is empty and there are several hardware models "
         "(SID700, SID800); name one.",
-        f"line 10 (jdoe): Request {first.request_id} (New or additional token) of "
-        "jdoe is still pending; follow that request, or cancel it, before asking "
-        "again.",
+        f"line 10 (jdoe): request {third.request_id} submitted (software token APP)",
+        f"line 11 (jdoe): Request {first.request_id} (New or additional token) for "
+        "a hardware token of jdoe is still pending; follow that request, or cancel "
+        "it, before asking again.",
     ]
     assert seen == report.rows
     assert stored == {
         first.request_id: ("jdoe", "hardware", "SID700", "emma"),
         second.request_id: ("claire", "software", "APP", "emma"),
+        third.request_id: ("jdoe", "software", "APP", "emma"),
     }
 
 

@@ -253,17 +253,64 @@ def test_second_open_request_for_the_same_token_is_refused(org):
     assert org.request(again).status == "pending"
 
 
-def test_second_open_request_of_a_type_without_token_is_refused(org):
+def test_second_open_new_token_request_of_the_same_class_is_refused(org):
     first = org.new_hardware("jdoe")
 
     with pytest.raises(ConflictError) as conflict:
-        org.new_software("jdoe")
+        org.new_hardware("jdoe", model="SID800")
 
     assert str(conflict.value) == (
-        f"Request {first} (New or additional token) of jdoe is still pending; "
+        f"Request {first} (New or additional token) for a hardware token of jdoe "
+        "is still pending; follow that request, or cancel it, before asking again."
+    )
+    claire = org.new_hardware("claire")
+    assert _request_ids(org) == [first, claire]
+
+
+def test_new_token_request_of_the_other_class_is_not_a_duplicate(org):
+    hardware = org.new_hardware("jdoe")
+
+    software = org.new_software("jdoe")
+
+    assert (org.request(hardware).status, org.request(software).status) == (
+        "pending",
+        "pending",
+    )
+    with pytest.raises(ConflictError) as conflict:
+        org.new_software("jdoe")
+    assert str(conflict.value) == (
+        f"Request {software} (New or additional token) for a software token of "
+        "jdoe is still pending; follow that request, or cancel it, before asking "
+        "again."
+    )
+
+
+def test_second_open_request_of_a_type_without_token_is_refused(org):
+    first = org.submit(
+        "jdoe", "group_membership", group_name=GROUP, justification="VPN from home"
+    )
+
+    with pytest.raises(ConflictError) as conflict:
+        org.submit(
+            "jdoe",
+            "group_membership",
+            group_name=GROUP,
+            justification="Still need the VPN",
+        )
+
+    assert str(conflict.value) == (
+        f"Request {first} (Membership of a user group) of jdoe is still pending; "
         "follow that request, or cancel it, before asking again."
     )
-    assert org.new_hardware("claire") != first
+
+
+def _request_ids(org: Org) -> list[int]:
+    with org.database.read() as session:
+        return list(
+            session.scalars(
+                select(ProvisioningRequest.id).order_by(ProvisioningRequest.id)
+            )
+        )
 
 
 def test_submit_writes_the_request_and_the_start_variables(org):

@@ -634,9 +634,13 @@ def _refuse_duplicate(
         what = f"for the account '{checked.details['username']}'"
     else:
         query = query.where(ProvisioningRequest.requester == requester)
+        what = f"of {requester}"
         if rtype.key == "group_membership":
             query = query.where(ProvisioningRequest.group_name == checked.group_name)
-        what = f"of {requester}"
+        elif rtype.key == "new_token":
+            # A user may well need a hardware and a software token at once.
+            query = query.where(ProvisioningRequest.token_class == checked.token_class)
+            what = f"for a {checked.token_class} token of {requester}"
     for pending in session.scalars(query.order_by(ProvisioningRequest.id)):
         if rtype.key == "new_account" and not (
             pending.details.get("username") == checked.details["username"]
