@@ -175,7 +175,10 @@ def test_issue_software_token_puts_the_activation_link_in_the_data(db, settings)
     assert data["activation_link"].startswith(f"{settings.base_url}/activate/")
     with db.write() as session:
         token, uri, _ = software.activation_details(
-            session, data["activation_link"], settings=settings
+            session,
+            data["activation_link"],
+            actor=actor(session, "jdoe"),
+            settings=settings,
         )
         assert (token.serial, token.owner, token.request_id) == (
             data["serial_number"],

@@ -27,10 +27,10 @@ def issue(db, settings, owner="jdoe"):
         return token.serial, link
 
 
-def open_link(db, settings, link, now=None):
+def open_link(db, settings, link, now=None, by="jdoe"):
     with db.write() as session:
         token, uri, svg = software.activation_details(
-            session, link, settings=settings, now=now
+            session, link, actor=actor(session, by), settings=settings, now=now
         )
         return token.serial, uri, svg
 
@@ -120,6 +120,28 @@ def test_an_activation_link_works_once(seeded, settings):
         "This activation link is not valid or has already been used. Ask your "
         "token administrator for a new activation link."
     )
+
+
+@pytest.mark.parametrize("by", ["ebrown", "root"])
+def test_only_the_owner_may_open_an_activation_link(seeded, settings, by):
+    serial, link = issue(seeded, settings)
+
+    with pytest.raises(PermissionDenied) as info:
+        open_link(seeded, settings, link, by=by)
+
+    assert str(info.value) == (
+        f"This activation link is for a software token of another user, so {by} "
+        "may not open it; it stays unused for its owner. If the token is yours, "
+        "sign in with your own account and open the link again."
+    )
+    with seeded.read() as session:
+        token = inventory.find_token(session, serial)
+        assert token.activation_digest is not None
+        assert [e.message for e in inventory.token_history(session, serial)] == [
+            "Issued for request 7",
+            "Assigned to jdoe",
+        ]
+    assert open_link(seeded, settings, link)[1].startswith("otpauth://totp/")
 
 
 def test_an_expired_activation_link_is_refused(seeded, settings):

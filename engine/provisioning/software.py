@@ -165,14 +165,20 @@ def activation_details(
     session: Session,
     token_secret_link: str,
     *,
+    actor: Actor,
     settings: Settings,
     now: datetime | None = None,
 ) -> tuple[Token, str, str]:
     """Open an activation link, once: return the token, its URI and QR code.
 
+    The URI holds the token's secret, so only the token's owner may open the
+    link; anyone else is refused and the link stays unspent for the owner.
+
     :param token_secret_link: the token from the link, or the whole link.
+    :param actor: who opens it; must be the token's owner.
     :returns: ``(token, otpauth_uri, qr_svg)``; the link is spent.
     :raises NotFound: the link is unknown or was used already.
+    :raises PermissionDenied: ``actor`` is not the token's owner.
     :raises ConflictError: the link expired.
     """
     link = token_secret_link.rstrip("/").rsplit("/", 1)[-1]
@@ -183,6 +189,13 @@ def activation_details(
     ).first()
     if token is None or token.state != TokenState.ASSIGNED:
         raise NotFound(INVALID_LINK_MESSAGE)
+    if token.owner != actor.username:
+        raise PermissionDenied(
+            "This activation link is for a software token of another user, so "
+            f"{actor.username} may not open it; it stays unused for its owner. If "
+            "the token is yours, sign in with your own account and open the link "
+            "again."
+        )
     expires_at = token.activation_expires_at
     if expires_at is not None and (now or utcnow()) >= expires_at:
         raise ConflictError(
@@ -194,9 +207,7 @@ def activation_details(
     uri = otp.provisioning_uri(secret, token.owner or token.serial, ISSUER)
     token.activation_digest = None
     token.activation_expires_at = None
-    record_event(
-        session, token, actor=token.owner or "system", message="Activation link used"
-    )
+    record_event(session, token, actor=actor.username, message="Activation link used")
 
     return token, uri, otp.qr_svg(uri)
 
