@@ -97,7 +97,8 @@ def new_user(session, **overrides):
         (
             {"domain_path": "acme/mars"},
             "domain_path",
-            "Security domain 'acme/mars' does not exist.",
+            "Security domain 'acme/mars' does not exist; the security domains are: "
+            "acme, acme/americas, acme/emea, acme/emea/paris.",
         ),
         (
             {"password": "short"},
@@ -329,4 +330,34 @@ def test_demo_command_loads_the_data_once(sqlite_database, monkeypatch, tmp_path
     assert second.output.strip() == (
         "Demo data loaded: 0 domains, 0 users and 0 tokens added. Every demo "
         "user's password is 'demo-password'."
+    )
+
+
+def test_an_unknown_domain_lists_the_first_ten_and_says_where_the_rest_are(
+    database,
+):
+    with database.write() as session:
+        directory.create_domain(session, "org")
+        for n in range(12):
+            directory.create_domain(session, f"org/site{n:02d}")
+
+    with database.write() as session:
+        message = directory.unknown_domain_message(session, "org/mars")
+        assert directory.find_domain(session, "org/mars") is None
+
+    assert message == (
+        "Security domain 'org/mars' does not exist; the security domains are: org, "
+        "org/site00, org/site01, org/site02, org/site03, org/site04, org/site05, "
+        "org/site06, org/site07, org/site08, ... (`provisioning users domains` "
+        "lists them all)."
+    )
+
+
+def test_an_unknown_domain_when_none_exists(database):
+    with database.read() as session:
+        message = directory.unknown_domain_message(session, "acme")
+
+    assert message == (
+        "Security domain 'acme' does not exist, and no security domain is defined "
+        "yet; an administrator creates them first."
     )

@@ -217,28 +217,40 @@ def test_skip_bad_rows_imports_the_good_ones(database):
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("data", "line", "message"),
     [
-        (b"", 'the header must be "serial,model,expiry", not "an empty file"'),
+        (b"", 1, 'the header must be "serial,model,expiry", not "an empty file"'),
         (
             b"serial;model;expiry\n1;SID700;2031-01-01\n",
+            1,
             'the header must be "serial,model,expiry", not "serial;model;expiry"',
         ),
         (
             b"serial,model,expiry\n\xff\xfe,SID700,2031-01-01\n",
-            "the file is not UTF-8 text (byte 21); save it as CSV UTF-8 and import "
-            "it again",
+            2,
+            "the file is not UTF-8 text (byte 1 of the line); save it as CSV UTF-8 "
+            "and import it again",
+        ),
+        (
+            "\ufeffserial,model,expiry\r\n1,SID700,2031-01-01\r\n".encode()
+            + b"2,SID7\xe900,2031-01-01\r\n",
+            3,
+            "the file is not UTF-8 text (byte 7 of the line); save it as CSV UTF-8 "
+            "and import it again",
         ),
     ],
+    ids=["empty", "semicolons", "latin-1 on line 2", "latin-1 on line 3"],
 )
-def test_a_file_that_is_not_a_token_csv_is_refused(database, data, message):
+def test_a_file_that_is_not_a_token_csv_is_refused(database, data, line, message):
     with database.write() as session:
         seed(session)
 
     with pytest.raises(ImportRefused) as info:
         import_csv(database, data, skip=True)
 
-    assert [(r.line, r.message) for r in info.value.report.rows] == [(1, message)]
+    assert [(r.line, r.message) for r in info.value.report.rows] == [(line, message)]
+    with database.read() as session:
+        assert session.scalars(select(Token.serial)).all() == []
 
 
 def test_header_may_differ_in_case_and_file_may_start_with_a_bom(database):
@@ -250,6 +262,44 @@ def test_header_may_differ_in_case_and_file_may_start_with_a_bom(database):
     )
 
     assert report.imported == 1
+
+
+def test_import_into_an_unknown_domain_names_the_existing_ones(database):
+    with database.write() as session:
+        seed(session)
+
+    with pytest.raises(NotFound) as info:
+        import_csv(
+            database,
+            "serial,model,expiry\n1,SID700,2031-01-01\n",
+            user="root",
+            domain="nowhere",
+        )
+
+    assert str(info.value) == (
+        "Security domain 'nowhere' does not exist; the security domains are: acme, "
+        "acme/americas, acme/emea, acme/emea/paris."
+    )
+    with database.read() as session:
+        assert session.scalars(select(Token.serial)).all() == []
+
+
+def test_cli_import_counts_tokens_and_skipped_lines_in_words(cli_env, tmp_path):
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        f"serial,model,expiry\n000001,SID700,{FUTURE}\n000002,SID700,{FUTURE}\n"
+        "000003,SID999,2031-01-01\n"
+    )
+
+    done = CliRunner().invoke(
+        tokens,
+        ["import", str(mixed), "--domain", "acme/emea", "--skip-bad-rows"],
+    )
+
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[-1] == (
+        "Imported 2 tokens into acme/emea; skipped 1 bad line."
+    )
 
 
 def test_import_needs_a_token_administrator_of_the_domain(database):
@@ -548,7 +598,7 @@ def test_cli_imports_lists_and_disables_tokens(cli_env, tmp_path):
         tokens, ["import", str(good), "--domain", "acme/emea", "--user", "emea_admin"]
     )
     assert done.exit_code == 0, done.output
-    assert "Imported 1 tokens into acme/emea." in done.output
+    assert done.output == "Imported 1 token into acme/emea.\n"
 
     listed = runner.invoke(tokens, ["list", "--user", "us_admin"])
     assert listed.output.strip() == "No tokens match."

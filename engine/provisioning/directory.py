@@ -101,6 +101,27 @@ def get_domain(session: Session, path: str) -> SecurityDomain:
     return domain
 
 
+def unknown_domain_message(session: Session, path: str) -> str:
+    """Say that security domain ``path`` does not exist, and which ones do."""
+    shown = 10
+    paths = list(
+        session.scalars(
+            select(SecurityDomain.path).order_by(SecurityDomain.path).limit(shown + 1)
+        )
+    )
+    if not paths:
+        return (
+            f"Security domain '{path}' does not exist, and no security domain is "
+            "defined yet; an administrator creates them first."
+        )
+    listed = ", ".join(paths[:shown])
+    if len(paths) > shown:
+        listed += ", ... (`provisioning users domains` lists them all)"
+    return (
+        f"Security domain '{path}' does not exist; the security domains are: {listed}."
+    )
+
+
 def list_domains(session: Session) -> list[SecurityDomain]:
     """Return every security domain, parents before their sub-domains."""
     return list(session.scalars(select(SecurityDomain).order_by(SecurityDomain.path)))
@@ -147,7 +168,7 @@ def create_user(
         )
     domain = find_domain(session, domain_path)
     if domain is None:
-        errors["domain_path"] = f"Security domain '{domain_path}' does not exist."
+        errors["domain_path"] = unknown_domain_message(session, domain_path)
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         errors["password"] = (
             f"The password must have at least {MIN_PASSWORD_LENGTH} characters."

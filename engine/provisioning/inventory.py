@@ -9,6 +9,7 @@ tasks, the operator at the command line) is not limited.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
@@ -29,7 +30,7 @@ from ..identity import (
     in_scope,
 )
 from ..models import utcnow
-from .directory import find_domain, get_user
+from .directory import find_domain, get_user, unknown_domain_message
 from .inventory_models import Token, TokenClass, TokenEvent, TokenModel, TokenState
 
 logger = logging.getLogger(__name__)
@@ -379,7 +380,7 @@ def import_tokens_csv(
         not to be skipped); it carries the report.
     """
     if find_domain(session, domain_path) is None:
-        raise NotFound(f"Security domain '{domain_path}' does not exist.")
+        raise NotFound(unknown_domain_message(session, domain_path))
     if not may_act_on(actor, domain_path, MANAGING_ROLES):
         raise PermissionDenied(
             f"{actor.username} may not import tokens into '{domain_path}': that "
@@ -460,16 +461,21 @@ def import_tokens_csv(
 def _decode(data: bytes | str, report: ImportReport) -> str | None:
     if isinstance(data, str):
         return data.removeprefix("\ufeff")
+    # Strip the BOM here rather than with "utf-8-sig", whose error offsets
+    # would not count it.
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         report.rows.append(
             RowResult(
-                1,
+                line,
                 "",
                 False,
-                f"the file is not UTF-8 text (byte {err.start + 1}); save it as "
-                "CSV UTF-8 and import it again",
+                f"the file is not UTF-8 text (byte {column} of the line); save it "
+                "as CSV UTF-8 and import it again",
             )
         )
         return None

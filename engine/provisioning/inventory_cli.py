@@ -170,10 +170,16 @@ def tokens_import(
         )
     for row in report.errors:
         click.echo(f"skipped {row}", err=True)
+    skipped = len(report.errors)
     click.echo(
-        f"Imported {report.imported} tokens into {domain_path}"
-        + (f"; skipped {len(report.errors)} bad lines." if report.errors else ".")
+        f"Imported {_count(report.imported, 'token')} into {domain_path}"
+        + (f"; skipped {_count(skipped, 'bad line')}." if skipped else ".")
     )
+
+
+def _count(number: int, noun: str) -> str:
+    """Return "1 token", "2 tokens"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @tokens.command("list")
