@@ -168,7 +168,8 @@ def test_broken_diagram_answers_camunda_parse_exception_with_our_message(api):
             "errors": [
                 {
                     "message": "the condition is refused: Line 1: syntax error: "
-                    "invalid syntax",
+                    "invalid syntax; fix the condition in the modeler and deploy "
+                    "again.",
                     "line": 9,
                     "column": 0,
                     "mainElementId": "f_yes",
