@@ -495,3 +495,43 @@ def test_wrong_method_keeps_the_allow_header(api):
     assert response.status_code == 405
     assert response.get_json()["type"] == "InvalidRequestException"
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/engine-rest/deployment/%C2%B2",
+        "/engine-rest/deployment/99999999999999999999",
+        "/engine-rest/process-instance/%C2%B2",
+        "/engine-rest/process-instance/-1",
+    ],
+)
+def test_ids_that_cannot_be_row_numbers_answer_404(api, path):
+    response = api.client.get(path, headers=basic("admin"))
+
+    assert response.status_code == 404
+    assert response.get_json()["type"] == "RestException"
+
+
+@pytest.mark.parametrize(
+    "definition", ["camunda_hello:%C2%B2:1", "camunda_hello:1", "camunda_hello:1:2:3"]
+)
+def test_malformed_definition_id_answers_404(api, definition):
+    response = api.client.post(
+        f"/engine-rest/process-definition/{definition}/start",
+        json={},
+        headers=basic("admin"),
+    )
+
+    assert response.status_code == 404
+    assert response.get_json()["message"].startswith("No matching definition with id")
+
+
+def test_start_by_id_checks_the_role_before_the_id(api):
+    response = api.client.post(
+        "/engine-rest/process-definition/nothing:1:1/start",
+        json={},
+        headers=basic("anna"),
+    )
+
+    assert response.status_code == 403

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 
 from engine import deployments, instances
 from engine.errors import DeploymentError, NotFound, ProvisioningError
-from engine.identity import ADMINISTRATOR
+from engine.identity import ADMINISTRATOR, Actor
 from engine.models import (
     DecisionDefinition,
     Deployment,
@@ -239,11 +240,8 @@ def get_deployment(deployment_id: str):
     """Show one deployment (the ``self`` link of deployment/create's answer)."""
     require_admin()
     with database().read() as session:
-        row = (
-            session.get(Deployment, int(deployment_id))
-            if deployment_id.isdigit() and len(deployment_id) < 19
-            else None
-        )
+        number = _row_number(deployment_id)
+        row = session.get(Deployment, number) if number is not None else None
         if row is None:
             raise ApiError(404, f"Deployment with id '{deployment_id}' does not exist")
         return jsonify(_deployment(row))
@@ -344,12 +342,13 @@ def _current_rows(session, result, kind: str, model) -> list:
 @bp.post("/process-definition/key/<key>/start")
 def start_by_key(key: str):
     """Start the latest version of process ``key``."""
-    return _start(key, None)
+    return _start(_may_start(), key, None)
 
 
 @bp.post("/process-definition/<definition>/start")
 def start_by_id(definition: str):
     """Start a process by definition id (key:version:number)."""
+    who = _may_start()
     key, version, number = _split_definition_id(definition)
     with database().read() as session:
         row = session.get(ProcessDefinition, number)
@@ -360,23 +359,34 @@ def start_by_id(definition: str):
                 "'key:version:number', as in the answer of deployment/create "
                 "(GET /api/v1/process-definitions/{key}/versions lists them).",
             )
-    return _start(key, version)
+    return _start(who, key, version)
 
 
 def _split_definition_id(definition: str) -> tuple[str, int, int]:
     key, _, rest = definition.partition(":")
-    version, _, number = rest.partition(":")
-    if not (key and version.isdigit() and number.isdigit()) or len(number) > 18:
+    version, _, number = (_row_number(part) for part in rest.partition(":"))
+    if not key or version is None or number is None:
         raise ApiError(
             404,
             f"No matching definition with id {definition}; ids look like "
             "'key:version:number', as in the answer of deployment/create.",
         )
-    return key, int(version), int(number)
+    return key, version, number
 
 
-def _start(key: str, version: int | None):
-    who = require_global_admin("Starting a process from the modeler")
+def _row_number(text: str) -> int | None:
+    """Return a row number written in ``text``, or None if it cannot be one."""
+    # ASCII digits only ("²" is a digit to str.isdigit), within BIGINT.
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
+def _may_start() -> Actor:
+    # Before anything is looked up, so that the answer tells an outsider
+    # nothing about which definitions exist.
+    return require_global_admin("Starting a process from the modeler")
+
+
+def _start(who: Actor, key: str, version: int | None):
     body = errors.parse_json(request.get_data(cache=True)) if _has_body() else {}
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.")
@@ -434,11 +444,8 @@ def get_process_instance(instance_id: str):
     """Show a process instance (the ``self`` link of a start's answer)."""
     who = require_admin()
     with database().read() as session:
-        row = (
-            session.get(ProcessInstance, int(instance_id))
-            if instance_id.isdigit() and len(instance_id) < 19
-            else None
-        )
+        number = _row_number(instance_id)
+        row = session.get(ProcessInstance, number) if number is not None else None
         if row is None or not who.has_role(ADMINISTRATOR, row.domain_path):
             raise ApiError(
                 404,
