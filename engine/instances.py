@@ -553,9 +553,16 @@ def _convert(spec: dict[str, Any], raw: Any, validation: dict[str, Any]) -> Any:
 
 
 def claim_task(session: Session, task_id: str, *, actor: Actor) -> HumanTask:
-    """Assign an open task to ``actor``, who must be allowed to work it."""
+    """Assign an open task to ``actor``, who must be allowed to work it.
+
+    Claiming a task one holds already changes nothing and records nothing, so
+    a double click leaves one line in the history.
+    """
     task, instance, rows = _locked_task(session, task_id)
     check_may_work(session, actor, task, instance, rows)
+    if task.assignee == actor.username:
+        return task
+
     task.assignee = actor.username
     _history(
         session,

@@ -294,6 +294,16 @@ def test_claimed_task_is_refused_to_other_members_of_the_queue(database, approva
     )
 
 
+def test_claiming_a_task_one_holds_records_it_once(database, approval):
+    task = task_of(database, approval, "approve1")
+    for _ in range(2):
+        with database.write() as session:
+            instances.claim_task(session, task.id, actor=APPROVER)
+
+    assert task_of(database, approval, "approve1").assignee == "bob"
+    assert actions(database, approval).count("task_claimed") == 1
+
+
 FORM_ERRORS = [
     (
         {},

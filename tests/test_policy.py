@@ -15,7 +15,8 @@ from lxml import etree
 from sqlalchemy import select
 
 from engine import deployments
-from engine.models import Timer, TimerStatus
+from engine.errors import DeploymentError
+from engine.models import DecisionDefinition, Timer, TimerStatus
 from engine.provisioning import directory, requests
 from engine.provisioning.inventory_models import OnDemandService, Token
 from engine.provisioning.request_models import ProvisioningRequest
@@ -299,3 +300,23 @@ def test_domain_row_gives_apac_three_steps_and_leaves_lookalikes_alone(org):
     assert org.approval_count(apac) == 3
     assert org.approval_count(paris) == 2
     assert org.approval_count(lookalike) == 2
+
+
+def test_the_product_refuses_a_policy_row_with_more_than_four_approval_steps(
+    database,
+):
+    policy = BPMN_DIR / "workflow_policy.dmn"
+    content = policy.read_bytes().replace(b"<text>3</text>", b"<text>5</text>", 1)
+
+    with pytest.raises(DeploymentError) as caught, database.write() as session:
+        deployments.deploy(
+            session, [(policy.name, content)], deployed_by="designer", source="tests"
+        )
+
+    assert [str(p) for p in caught.value.problems] == [
+        "workflow_policy.dmn, line 34, element 'rule_apac_new_hardware': output "
+        "entry 5 of 'approval_steps' is not allowed: a request takes zero to four "
+        "approval steps; write a value from 0 to 4."
+    ]
+    with database.read() as session:
+        assert session.scalars(select(DecisionDefinition)).all() == []

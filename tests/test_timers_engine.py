@@ -22,6 +22,7 @@ from sqlalchemy import select
 from engine import instances, services
 from engine.db import Database
 from engine.errors import ServiceError
+from engine.identity import SYSTEM_ACTOR
 from engine.models import HistoryEntry, HumanTask, ProcessInstance, Timer
 from engine.worker import Worker, fire_due_timers
 
@@ -201,7 +202,7 @@ def test_timers_keep_waiting_through_an_incident_and_fire_after_the_retry(
         assert instances.due_timers(session) == []
 
     with database.write() as session:
-        instances.retry_incident(session, failing_reminder, actor=APPROVER)
+        instances.retry_incident(session, failing_reminder, actor=SYSTEM_ACTOR)
 
     # The retry runs the instance on, and the overdue escalation fires with it,
     # once: the worker finds nothing left to fire.

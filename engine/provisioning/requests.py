@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from .. import events, instances
+from .. import events, instances, validation
 from ..config import Settings
 from ..deployments import load_spec
 from ..errors import (
@@ -1633,3 +1633,12 @@ def _serial_error(session, actor: Actor, request, serial: str) -> str | None:
 for _key in REQUEST_TYPES:
     instances.guard_start(_key, _guard_request_start)
     instances.check_completion(_key, HARDWARE_STEP, _check_hardware_distribution)
+
+# A policy row outside this range would fail every request it matches at run
+# time, where no retry can mend it; refuse it when the table is deployed.
+validation.register_output_values(
+    "workflow_policy",
+    "approval_steps",
+    range(0, 5),
+    "a request takes zero to four approval steps",
+)
