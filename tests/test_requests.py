@@ -1006,3 +1006,20 @@ def test_second_distribution_of_one_step_is_told_who_was_first(org):
                 carrier="dhl",
                 settings=org.settings,
             )
+
+
+def test_distribution_reports_every_bad_field_at_once(org):
+    request_id = org.new_hardware("jdoe", model="SID800")
+    org.decide("anna", request_id)
+    org.decide("marc", request_id)
+
+    with pytest.raises(ValidationFailed) as refused:
+        org.distribute("lucia", request_id, serial_number="", carrier="pigeon")
+
+    assert refused.value.field_errors == {
+        "serial_number": "Serial number is required; choose one of: E-800-1, "
+        "E-800-2, E-800-3.",
+        "carrier": "Carrier must be one of: dhl, ups, fedex, postal_service, courier, "
+        "hand_delivery.",
+    }
+    assert org.request(request_id).current_step == "Distribute hardware token"

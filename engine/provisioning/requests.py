@@ -1585,12 +1585,6 @@ def distribute(
         # this step meanwhile, say so rather than "serial not available".
         instances.lock_task(session, task_id)
         serial = (serial_number or "").strip()
-        error = _serial_error(session, actor, request, serial)
-        if error:
-            raise ValidationFailed(
-                "The distribution has errors; correct them and submit again.",
-                {"serial_number": error},
-            )
         data = {
             "serial_number": serial,
             "shipping_address": (shipping_address or "").strip()
@@ -1598,6 +1592,21 @@ def distribute(
             "carrier": (carrier or "").strip(),
             "tracking_number": (tracking_number or "").strip(),
         }
+        # Every mistake at once: the serial against the inventory, the rest
+        # against the task's form, rather than one field per submission.
+        errors = {}
+        error = _serial_error(session, actor, request, serial)
+        if error:
+            errors["serial_number"] = error
+        try:
+            instances.validate_form(task.form, data)
+        except ValidationFailed as failed:
+            errors = {**failed.field_errors, **errors}
+        if errors:
+            raise ValidationFailed(
+                "The distribution has errors; correct them and submit again.",
+                errors,
+            )
     instances.complete_task(session, task_id, actor=actor, data=data, settings=settings)
     logger.info(
         "Request %s: distribution recorded by %s",
