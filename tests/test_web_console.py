@@ -253,25 +253,96 @@ def test_emergency_access_shows_a_temporary_code_once(env):
     assert code not in text(client.get("/tokens"))
 
 
-def test_activation_link_opened_by_someone_else_stays_unspent(env):
-    with env.database.write() as session:
-        from engine.provisioning import software
+def _issue_software_token(env, owner="jdoe") -> str:
+    """Issue a software token to ``owner``; return the path of its link."""
+    from engine.provisioning import software
 
+    with env.database.write() as session:
         _, url = software.issue_software_token(
+            session,
+            owner=owner,
+            model_code="AUTHAPP",
+            request_id=None,
+            settings=env.settings,
+        )
+    return "/activate/" + url.rsplit("/", 1)[1]
+
+
+def test_activation_link_opened_by_someone_else_stays_unspent(env):
+    path = _issue_software_token(env)
+
+    refused = post(client_as(env, "cmartin"), path)
+    owner_page = post(client_as(env, "jdoe"), path)
+
+    assert refused.status_code == 403
+    assert (
+        "This activation link is for a software token of another user, so "
+        "cmartin may not open it; it stays unused for its owner."
+    ) in text(refused)
+    assert "otpauth://" not in text(refused)
+    assert owner_page.status_code == 200
+    assert "otpauth://totp/" in text(owner_page)
+    assert post(client_as(env, "jdoe"), path).status_code == 404
+
+
+def test_activation_intro_page_offers_the_button_for_a_fresh_link(env):
+    path = _issue_software_token(env)
+    client = client_as(env, "jdoe")
+
+    intro = client.get(path)
+
+    assert intro.status_code == 200
+    assert "Show my QR code" in text(intro)
+    assert "otpauth://" not in text(intro)
+    assert post(client, path).status_code == 200
+
+
+def test_activation_intro_page_says_at_once_that_a_used_link_is_spent(env):
+    from engine.provisioning import software
+
+    path = _issue_software_token(env)
+    client = client_as(env, "jdoe")
+    assert post(client, path).status_code == 200
+
+    intro = client.get(path)
+
+    assert intro.status_code == 404
+    assert str(escape(software.INVALID_LINK_MESSAGE)) in text(intro)
+    assert "Show my QR code" not in text(intro)
+
+
+def test_activation_intro_page_says_at_once_that_a_link_expired(env):
+    from datetime import timedelta
+
+    from engine.provisioning import software
+
+    with env.database.write() as session:
+        token, url = software.issue_software_token(
             session,
             owner="jdoe",
             model_code="AUTHAPP",
             request_id=None,
             settings=env.settings,
+            lifetime=timedelta(seconds=-1),
         )
+        expired = f"{token.activation_expires_at:%Y-%m-%d %H:%M}"
     path = "/activate/" + url.rsplit("/", 1)[1]
 
-    assert post(client_as(env, "cmartin"), path).status_code == 404
-    owner_page = post(client_as(env, "jdoe"), path)
+    intro = client_as(env, "jdoe").get(path)
 
-    assert owner_page.status_code == 200
-    assert "otpauth://totp/" in text(owner_page)
-    assert post(client_as(env, "jdoe"), path).status_code == 404
+    assert intro.status_code == 409
+    assert f"This activation link expired on {expired} UTC." in text(intro)
+    assert "Show my QR code" not in text(intro)
+
+
+def test_activation_intro_page_of_someone_elses_link_leaves_it_unspent(env):
+    path = _issue_software_token(env)
+
+    intro = client_as(env, "cmartin").get(path)
+
+    assert intro.status_code == 403
+    assert "Show my QR code" not in text(intro)
+    assert post(client_as(env, "jdoe"), path).status_code == 200
 
 
 def test_wrong_first_code_is_shown_next_to_the_code_field(env):

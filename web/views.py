@@ -134,9 +134,14 @@ def status_for(err: ProvisioningError) -> int:
     return 400
 
 
-def error_page(status: int, message: str, **extra):
-    """Render the error page for ``status`` with the specific ``message``."""
-    title, advice = ERROR_TEXTS.get(status, ERROR_TEXTS[400])
+def error_page(status: int, message: str, *, advice: str | None = None, **extra):
+    """Render the error page for ``status`` with the specific ``message``.
+
+    ``advice`` replaces the status's general advice when the message alone
+    does not say what to do next, or "" when it already does.
+    """
+    title, general_advice = ERROR_TEXTS.get(status, ERROR_TEXTS[400])
+    advice = general_advice if advice is None else advice
     if request.path.startswith("/api/"):
         body = {"error": {"status": status, "title": title, "message": message}}
         return jsonify(body), status

@@ -16,7 +16,12 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from engine.errors import ConflictError, NotFound, ValidationFailed
+from engine.errors import (
+    ConflictError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from engine.provisioning import directory, inventory, software
 from engine.provisioning import requests as provisioning
 from engine.provisioning.inventory_models import TokenClass, TokenState
@@ -24,7 +29,8 @@ from engine.provisioning.request_models import RequestStatus
 
 from ..extensions import limiter
 from ..forms import ActionForm, CodeForm, ReasonForm
-from .base import actor, paginate, reading, settings, writing
+from ..views import error_page, status_for
+from .base import actor, database, paginate, reading, settings, writing
 
 logger = logging.getLogger(__name__)
 
@@ -294,19 +300,23 @@ def activate(link: str):
     """Open an activation link: show the QR code once, then ask for a first code.
 
     Opening the page does not spend the link (mail scanners open links);
-    the button that reveals the QR code does.
+    the button that reveals the QR code does. A link that cannot work (used,
+    expired, someone else's) says so at once instead of offering the button.
     """
     if request.method == "GET":
+        problem = _link_problem(link)
+        if problem is not None:
+            return _link_refused(*problem)
         return render_template("tokens/activate_start.html", form=ActionForm())
-    with writing() as session:
-        token, uri, qr_svg = software.activation_details(
-            session, link, settings=settings()
-        )
-        if token.owner != actor().username:
-            # Raising rolls back the transaction, so the link stays unspent
-            # for its owner.
-            raise NotFound(software.INVALID_LINK_MESSAGE)
-        serial = token.serial
+    try:
+        with writing() as session:
+            token, uri, qr_svg = software.activation_details(
+                session, link, actor=actor(), settings=settings()
+            )
+            serial = token.serial
+    except (NotFound, PermissionDenied, ConflictError) as err:
+        # Raising rolled the transaction back, so the link stays as it was.
+        return _link_refused(str(err), status_for(err))
     return render_template(
         "tokens/activate.html",
         serial=serial,
@@ -315,6 +325,30 @@ def activate(link: str):
         qr_svg=qr_svg,
         form=CodeForm(),
     )
+
+
+def _link_problem(link: str) -> tuple[str, int] | None:
+    """Return why an activation link cannot work, and its status, or None.
+
+    The engine has no read-only check of a link, so open it in a transaction
+    that is always rolled back: the link stays unspent whatever happens.
+    """
+    with database().read() as session:
+        try:
+            software.activation_details(
+                session, link, actor=actor(), settings=settings()
+            )
+        except (NotFound, PermissionDenied, ConflictError) as err:
+            return str(err), status_for(err)
+        finally:
+            session.rollback()
+    return None
+
+
+def _link_refused(message: str, status: int):
+    # The engine's messages already say what to do; the general advice of a
+    # 403 ("ask for the role") would be wrong here.
+    return error_page(status, message, advice="")
 
 
 def _secret_of(uri: str) -> str:
