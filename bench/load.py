@@ -69,7 +69,7 @@ def set_up(database: Database, clients: int, lifecycles: int) -> list[dict[str, 
     expiry = (date.today() + timedelta(days=3 * 365)).isoformat()
     teams: list[dict[str, str]] = []
     with database.write() as session:
-        directory.create_domain(session, "acme")
+        directory.create_domain(session, "acme", actor="system")
         directory.create_user(
             session,
             username="stock",
@@ -77,6 +77,7 @@ def set_up(database: Database, clients: int, lifecycles: int) -> list[dict[str, 
             email="stock@example.org",
             domain_path="acme",
             roles=[(TOKEN_ADMINISTRATOR, "acme")],
+            actor="system",
         )
         inventory.create_token_model(
             session, code="SID700", name="SID700 key fob", token_class="hardware"
@@ -89,7 +90,7 @@ def set_up(database: Database, clients: int, lifecycles: int) -> list[dict[str, 
         )
         for c in range(clients):
             domain = f"acme/c{c:02d}"
-            directory.create_domain(session, domain)
+            directory.create_domain(session, domain, actor="system")
             team = {"domain": domain}
             for part, role in (
                 ("requester", None),
@@ -105,8 +106,11 @@ def set_up(database: Database, clients: int, lifecycles: int) -> list[dict[str, 
                     email=f"{username}@example.org",
                     domain_path=domain,
                     roles=[(role, domain)] if role else [],
+                    actor="system",
                 )
-                team[part] = api_tokens.create_token(session, username, name="bench")[1]
+                team[part] = api_tokens.create_token(
+                    session, username, name="bench", actor="system"
+                )[1]
             rows = "".join(
                 f"L{c:02d}-{i:05d},SID700,{expiry}\n" for i in range(lifecycles + 2)
             )

@@ -26,10 +26,18 @@ import click
 from sqlalchemy import JSON, ForeignKey, String, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from . import audit
 from .config import Settings
 from .db import Database
 from .errors import NotFound, ValidationFailed
-from .identity import ADMINISTRATOR, ROLES, Actor, actor_for, actor_from_user
+from .identity import (
+    ADMINISTRATOR,
+    ROLES,
+    SYSTEM,
+    Actor,
+    actor_for,
+    actor_from_user,
+)
 from .models import Base, User, utcnow
 
 logger = logging.getLogger(__name__)
@@ -109,6 +117,7 @@ def create_token(
     name: str,
     roles: list[str] | None = None,
     expires_at: datetime | None = None,
+    actor: str,
 ) -> tuple[ApiToken, str]:
     """Create a token for ``username`` and return it with its secret.
 
@@ -117,6 +126,8 @@ def create_token(
     :param roles: limit the token to these roles of the user (default: all
         the roles the user holds whenever the token is used).
     :param expires_at: when the token stops working (default: never).
+    :param actor: the username of whoever creates it (the owner, or "system"
+        at the command line), for the audit trail; the secret is not recorded.
     :raises NotFound: no active user has that name.
     :raises ValidationFailed: the name is empty or too long, a role is not
         held by the user, or the expiry is not in the future.
@@ -161,11 +172,18 @@ def create_token(
     token.user = user
     session.add(token)
     session.flush()
-    logger.info(
-        "Created API token %s for %s",
-        token.id,
-        username,
-        extra={"token_id": token.id, "username": username},
+    audit.record(
+        session,
+        actor=actor,
+        action="api_token_created",
+        subject=f"api token {token.id}",
+        message=(
+            f"Created API token {token.id} '{name}' for {username}"
+            f" ({', '.join(token.roles) if token.roles is not None else 'all roles'}"
+            f", {_expiry(expires_at)})"
+        ),
+        domain_path=user.domain.path,
+        data={"token_id": token.id, "owner": username},
     )
     return token, secret
 
@@ -259,11 +277,15 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         token.revoked_by = actor.username
-        logger.info(
-            "Revoked API token %s of %s",
-            token.id,
-            token.user.username,
-            extra={"token_id": token.id, "revoked_by": actor.username},
+        audit.record(
+            session,
+            actor=actor.username,
+            action="api_token_revoked",
+            subject=f"api token {token.id}",
+            message=f"Revoked API token {token.id} '{token.name}' of "
+            f"{token.user.username}",
+            domain_path=token.user.domain.path,
+            data={"token_id": token.id, "owner": token.user.username},
         )
     return token
 
@@ -272,6 +294,12 @@ def _may_manage(actor: Actor, token: ApiToken) -> bool:
     if token.user.username == actor.username:
         return True
     return actor.has_role(ADMINISTRATOR, token.user.domain.path)
+
+
+def _expiry(expires_at: datetime | None) -> str:
+    if expires_at is None:
+        return "no expiry"
+    return f"expires {expires_at.isoformat(timespec='minutes')}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -310,6 +338,7 @@ def create_command(
                 name=name,
                 roles=list(roles) or None,
                 expires_at=expires_at,
+                actor=SYSTEM,
             )
             token_id = token.id
     except (NotFound, ValidationFailed) as err:

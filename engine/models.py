@@ -327,6 +327,30 @@ class Timer(Base):
     fired_at: Mapped[datetime | None] = mapped_column()
 
 
+class AuditEvent(Base):
+    """An append-only record of an administrative change, outside any instance.
+
+    ``domain_path`` is the security domain the subject belongs to, so that an
+    administrator sees the events of their domains; it is None for settings
+    that are global to the installation. ``message`` never holds a password
+    or any other secret.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_at", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(150), index=True)
+    action: Mapped[str] = mapped_column(String(50))
+    subject: Mapped[str] = mapped_column(String(300))
+    domain_path: Mapped[str | None] = mapped_column(String(1000))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class IncidentStatus:
     OPEN = "open"
     RESOLVED = "resolved"

@@ -300,7 +300,7 @@ def set_up(database: Database, requesters: int, stock: int) -> dict[str, str]:
     tokens: dict[str, str] = {}
     with database.write() as session:
         for path in (DOMAIN, TEAM, HOME):
-            directory.create_domain(session, path)
+            directory.create_domain(session, path, actor="system")
         for username, domain, roles in people:
             directory.create_user(
                 session,
@@ -309,6 +309,7 @@ def set_up(database: Database, requesters: int, stock: int) -> dict[str, str]:
                 email=f"{username}@example.org",
                 domain_path=domain,
                 roles=[(role, domain) for role in roles],
+                actor="system",
             )
         inventory.create_token_model(
             session, code="SID700", name="SID700 key fob", token_class="hardware"
@@ -327,7 +328,9 @@ def set_up(database: Database, requesters: int, stock: int) -> dict[str, str]:
             source="scale-out script",
         )
         for username, _, _ in people:
-            _, secret = api_tokens.create_token(session, username, name="scale-out")
+            _, secret = api_tokens.create_token(
+                session, username, name="scale-out", actor="system"
+            )
             tokens[username] = secret
     return tokens
 

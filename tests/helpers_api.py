@@ -48,7 +48,11 @@ class Api:
         """Create an API token for ``username`` and return its secret."""
         with self.org.database.write() as session:
             _, secret = api_tokens.create_token(
-                session, username, name=f"tests of {username}", roles=roles
+                session,
+                username,
+                name=f"tests of {username}",
+                roles=roles,
+                actor="system",
             )
         return secret
 

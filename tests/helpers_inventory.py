@@ -29,7 +29,7 @@ PEOPLE = {
 def seed(session: Session) -> None:
     """Create the domains, people and token models the tests share."""
     for path in ("acme", "acme/emea", "acme/emea/paris", "acme/americas"):
-        directory.create_domain(session, path)
+        directory.create_domain(session, path, actor="system")
     for username, (domain, roles) in PEOPLE.items():
         directory.create_user(
             session,
@@ -40,6 +40,7 @@ def seed(session: Session) -> None:
             # Hashing is slow on purpose; one password is enough for the tests.
             password=PASSWORD if username == "jdoe" else None,
             roles=roles,
+            actor="system",
         )
     for code, token_class in (
         ("SID700", "hardware"),

@@ -259,7 +259,7 @@ def make_org(database: Database, settings: Settings, *, passwords: bool = False)
     today = date.today()
     with database.write() as session:
         for path in DOMAINS:
-            directory.create_domain(session, path)
+            directory.create_domain(session, path, actor="system")
         for username, (domain, roles) in PEOPLE.items():
             directory.create_user(
                 session,
@@ -269,6 +269,7 @@ def make_org(database: Database, settings: Settings, *, passwords: bool = False)
                 domain_path=domain,
                 password=PASSWORD if passwords else None,
                 roles=roles,
+                actor="system",
             )
         for code in HARDWARE_MODELS:
             inventory.create_token_model(

@@ -210,8 +210,11 @@ def world(database, settings) -> tuple[Api, dict]:
             email="carla@example.org",
             domain_path="acme/americas",
             roles=[(ADMINISTRATOR, "acme/americas")],
+            actor="system",
         )
-        token, _ = api_tokens.create_token(session, "jdoe", name="jdoe's script")
+        token, _ = api_tokens.create_token(
+            session, "jdoe", name="jdoe's script", actor="system"
+        )
         token_id = token.id
     request_id = api.org.new_hardware("jdoe")
     row = api.org.request(request_id)

@@ -32,7 +32,7 @@ def api(database, settings) -> Api:
     api = make_api(database, settings)
     with database.write() as session:
         for username in ("admin", "emma", "anna"):
-            directory.set_password(session, username, PASSWORD)
+            directory.set_password(session, username, PASSWORD, actor="system")
     return api
 
 

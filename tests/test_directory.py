@@ -55,7 +55,7 @@ def test_bad_domains_are_refused(database, path, error, message):
     with database.write() as session:
         seed(session)
         with pytest.raises(error) as info:
-            directory.create_domain(session, path)
+            directory.create_domain(session, path, actor="system")
 
     if message is not None:
         assert str(info.value) == message
@@ -70,7 +70,7 @@ def new_user(session, **overrides):
         "password": PASSWORD,
     }
     fields.update(overrides)
-    return directory.create_user(session, **fields)
+    return directory.create_user(session, **fields, actor="system")
 
 
 @pytest.mark.parametrize(
@@ -145,17 +145,25 @@ def test_roles_are_granted_in_the_users_domain_or_a_given_one(database):
 def test_grant_is_idempotent_and_revoke_removes_it(database):
     with database.write() as session:
         seed(session)
-        first = directory.grant_role(session, "jdoe", "request_approver", "acme/emea")
-        again = directory.grant_role(session, "jdoe", "request_approver", "acme/emea")
+        first = directory.grant_role(
+            session, "jdoe", "request_approver", "acme/emea", actor="system"
+        )
+        again = directory.grant_role(
+            session, "jdoe", "request_approver", "acme/emea", actor="system"
+        )
         assert first.id == again.id
 
-        directory.revoke_role(session, "jdoe", "request_approver", "acme/emea")
+        directory.revoke_role(
+            session, "jdoe", "request_approver", "acme/emea", actor="system"
+        )
         assert actor_for(session, "jdoe").grants == ()
         count = session.scalar(select(func.count()).select_from(RoleGrant))
         assert count == 6  # the seeded people's grants only
 
         with pytest.raises(NotFound) as info:
-            directory.revoke_role(session, "jdoe", "request_approver", "acme/emea")
+            directory.revoke_role(
+                session, "jdoe", "request_approver", "acme/emea", actor="system"
+            )
     assert str(info.value) == (
         "User 'jdoe' does not hold the role request_approver in 'acme/emea'; "
         "nothing was revoked."
@@ -166,7 +174,7 @@ def test_unknown_role_is_refused(database):
     with database.write() as session:
         seed(session)
         with pytest.raises(ValidationFailed) as info:
-            directory.grant_role(session, "jdoe", "superuser", "acme")
+            directory.grant_role(session, "jdoe", "superuser", "acme", actor="system")
 
     assert str(info.value) == (
         "Unknown role 'superuser'; the roles are: request_approver, "
@@ -201,12 +209,12 @@ def test_inactive_users_and_users_without_password_cannot_log_in(database):
 def test_set_password_replaces_the_old_one(database):
     with database.write() as session:
         seed(session)
-        directory.set_password(session, "jdoe", "a brand new secret")
+        directory.set_password(session, "jdoe", "a brand new secret", actor="system")
 
         assert directory.authenticate(session, "jdoe", PASSWORD) is None
         assert directory.authenticate(session, "jdoe", "a brand new secret")
         with pytest.raises(ValidationFailed) as info:
-            directory.set_password(session, "jdoe", "tiny")
+            directory.set_password(session, "jdoe", "tiny", actor="system")
     assert info.value.field_errors == {
         "password": "The password must have at least 8 characters."
     }
@@ -337,9 +345,9 @@ def test_an_unknown_domain_lists_the_first_ten_and_says_where_the_rest_are(
     database,
 ):
     with database.write() as session:
-        directory.create_domain(session, "org")
+        directory.create_domain(session, "org", actor="system")
         for n in range(12):
-            directory.create_domain(session, f"org/site{n:02d}")
+            directory.create_domain(session, f"org/site{n:02d}", actor="system")
 
     with database.write() as session:
         message = directory.unknown_domain_message(session, "org/mars")

@@ -254,6 +254,7 @@ def test_enable_ondemand_tokencode_subscribes_the_requester(db, settings):
             display_name="Mo Bile",
             email="mobile@acme.example",
             domain_path="acme/emea/paris",
+            actor="system",
         )
     no_phone = start(
         db, "inventory_ondemand", settings, requester="mobile", delivery="sms"

@@ -122,7 +122,8 @@ def test_revisions_form_one_line_of_history(empty_database):
     script = ScriptDirectory.from_config(migrate.alembic_config(empty_database))
 
     assert len(script.get_heads()) == 1
-    assert len(list(script.walk_revisions())) >= 5
+    assert len(list(script.walk_revisions())) >= 6
+    assert script.get_revision("0006_audit_events").down_revision == "0005_api_tokens"
 
 
 def test_upgrade_keeps_the_rows_of_earlier_revisions(empty_database):
@@ -149,4 +150,32 @@ def test_upgrade_keeps_the_rows_of_earlier_revisions(empty_database):
         blobs = connection.execute(text("SELECT content FROM spec_blob")).all()
     assert domains == [("acme",)]
     assert blobs == [('{"spec": true}',)]
+    assert migrate.pending_revisions(empty_database) == set()
+
+
+def test_upgrade_from_api_tokens_adds_an_empty_audit_trail(empty_database):
+    migrate.upgrade(empty_database, "0005_api_tokens")
+    with empty_database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO security_domain (id, name, parent_id, path) "
+                "VALUES (1, 'acme', NULL, 'acme')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO user_account (id, username, display_name, email, "
+                "domain_id, password_hash, is_active, created_at) VALUES (1, 'jdoe', "
+                "'Jane Doe', 'jdoe@acme.example', 1, NULL, TRUE, CURRENT_TIMESTAMP)"
+            )
+        )
+    assert "audit_event" not in table_names(empty_database)
+
+    migrate.upgrade(empty_database)
+
+    with empty_database.engine.connect() as connection:
+        users = connection.execute(text("SELECT username FROM user_account")).all()
+        events = connection.execute(text("SELECT count(*) FROM audit_event")).all()
+    assert users == [("jdoe",)]
+    assert events == [(0,)]
     assert migrate.pending_revisions(empty_database) == set()

@@ -285,13 +285,14 @@ def test_redeployed_policy_applies_to_new_requests_only(org, tmp_path):
 
 def test_domain_row_gives_apac_three_steps_and_leaves_lookalikes_alone(org):
     with org.database.write() as session:
-        directory.create_domain(session, "acme/apacific")
+        directory.create_domain(session, "acme/apacific", actor="system")
         directory.create_user(
             session,
             username="pat",
             display_name="Pat",
             email="pat@example.org",
             domain_path="acme/apacific",
+            actor="system",
         )
     apac = submit_case(org, "new_hardware_apac")
     paris = org.new_hardware("jdoe")

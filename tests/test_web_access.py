@@ -44,6 +44,7 @@ def world(tmp_path, tmp_path_factory):
                 email=f"{username}@example.com",
                 domain_path="acme/americas",
                 roles=[role],
+                actor="system",
             )
         request = provisioning.submit_request(
             session,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from engine import audit
 from engine.config import Settings
 from engine.errors import ConfigurationError, ValidationFailed
 from engine.mail import MailSettingsError, SmtpSettings
@@ -202,13 +203,16 @@ def save_smtp_settings(
     row.ca_file = smtp.ca_file
     row.updated_at = utcnow()
     row.updated_by = actor
-    logger.info(
-        "SMTP settings changed by %s: %s:%d (%s)",
-        actor,
-        smtp.host,
-        smtp.port,
-        smtp.security,
-        extra={"actor": actor},
+    login = f", login {smtp.username}" if smtp.username else ", no login"
+    audit.record(
+        session,
+        actor=actor,
+        action="smtp_settings_saved",
+        subject="smtp settings",
+        message=(
+            f"Saved SMTP server {smtp.host}:{smtp.port} ({smtp.security}{login}), "
+            f"sender {smtp.sender}"
+        ),
     )
 
 
@@ -218,7 +222,13 @@ def clear_smtp_settings(session: Session, *, actor: str) -> bool:
     if row is None:
         return False
     session.delete(row)
-    logger.info("Stored SMTP settings removed by %s", actor, extra={"actor": actor})
+    audit.record(
+        session,
+        actor=actor,
+        action="smtp_settings_cleared",
+        subject="smtp settings",
+        message="Removed the stored SMTP settings; the environment's apply",
+    )
     return True
 
 

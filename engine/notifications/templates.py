@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import audit
 from engine.errors import NotFound, ValidationFailed
 from engine.mail import (
     DEFAULT_TEMPLATES,
@@ -133,12 +134,18 @@ def save_template_override(
     row.html = cleaned["html"]
     row.updated_at = utcnow()
     row.updated_by = actor
-    logger.info(
-        "E-mail template %s (%s) changed by %s",
-        event,
-        request_type or "all request types",
-        actor,
-        extra={"event": event, "request_type": request_type},
+    changed = [kind for kind in TEMPLATE_KINDS if cleaned[kind] is not None]
+    audit.record(
+        session,
+        actor=actor,
+        action="mail_template_saved",
+        subject=f"e-mail template {event}",
+        message=(
+            f"Saved the {event} template for "
+            f"{request_type or 'all request types'} "
+            f"(changed: {', '.join(changed) or 'nothing, the defaults apply'})"
+        ),
+        data={"event": event, "request_type": request_type},
     )
     return row
 
@@ -156,11 +163,16 @@ def delete_template_override(
     if row is None:
         return False
     session.delete(row)
-    logger.info(
-        "E-mail template %s (%s) reset to the default by %s",
-        event,
-        request_type or "all request types",
-        actor,
+    audit.record(
+        session,
+        actor=actor,
+        action="mail_template_reset",
+        subject=f"e-mail template {event}",
+        message=(
+            f"Reset the {event} template for "
+            f"{request_type or 'all request types'} to the default"
+        ),
+        data={"event": event, "request_type": request_type},
     )
     return True
 

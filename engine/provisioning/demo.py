@@ -22,6 +22,7 @@ from ..config import Settings
 from ..identity import (
     ADMINISTRATOR,
     REQUEST_APPROVER,
+    SYSTEM,
     TOKEN_ADMINISTRATOR,
     TOKEN_DISTRIBUTOR,
 )
@@ -136,7 +137,7 @@ def load_demo_data(session: Session, settings: Settings | None = None) -> DemoSu
 
     for path, name in DEMO_DOMAINS:
         if directory.find_domain(session, path) is None:
-            directory.create_domain(session, path, name)
+            directory.create_domain(session, path, name, actor=SYSTEM)
             domains += 1
 
     for username, display_name, domain, grants in DEMO_USERS:
@@ -148,10 +149,11 @@ def load_demo_data(session: Session, settings: Settings | None = None) -> DemoSu
                 email=f"{username}@acme.example",
                 domain_path=domain,
                 password=DEMO_PASSWORD,
+                actor=SYSTEM,
             )
             users += 1
         for role, scope in grants:
-            directory.grant_role(session, username, role, scope)
+            directory.grant_role(session, username, role, scope, actor=SYSTEM)
 
     for code, name, token_class, description in DEMO_MODELS:
         if inventory.find_model(session, code) is None:

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import audit
 from ..errors import ConflictError, NotFound, PermissionDenied, ValidationFailed
 from ..identity import ROLES, SYSTEM, SYSTEM_ACTOR, Actor
 from ..models import RoleGrant, SecurityDomain, User
@@ -45,12 +46,13 @@ def _dummy_hash() -> str:
 
 
 def create_domain(
-    session: Session, path: str, name: str | None = None
+    session: Session, path: str, name: str | None = None, *, actor: str
 ) -> SecurityDomain:
     """Create the security domain ``path`` under its parent.
 
     :param path: lower-case segments joined by '/', e.g. "acme/emea/paris".
     :param name: a display name (default: the last segment).
+    :param actor: the username of whoever creates it, for the audit trail.
     :returns: the new domain, flushed.
     :raises ValidationFailed: the path is malformed or its parent is missing.
     :raises ConflictError: the domain exists already.
@@ -78,7 +80,14 @@ def create_domain(
     domain = SecurityDomain(path=path, name=name or segments[-1], parent=parent)
     session.add(domain)
     session.flush()
-    logger.info("Created security domain %s", path, extra={"domain": path})
+    audit.record(
+        session,
+        actor=actor,
+        action="domain_created",
+        subject=f"domain {path}",
+        message=f"Created security domain {path} ({domain.name})",
+        domain_path=path,
+    )
 
     return domain
 
@@ -139,11 +148,14 @@ def create_user(
     domain_path: str,
     password: str | None = None,
     roles: Iterable[str | tuple[str, str]] = (),
+    actor: str,
 ) -> User:
     """Create a user in a security domain, with an optional password and roles.
 
     :param roles: role names (granted in the user's own domain) or
         ``(role, domain_path)`` pairs.
+    :param actor: the username of whoever creates the user, for the audit
+        trail; each role granted is recorded on its own.
     :returns: the new user, flushed.
     :raises ValidationFailed: a field is invalid; ``field_errors`` says which.
     :raises ConflictError: the username is taken.
@@ -191,10 +203,20 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user_created",
+        subject=f"user {username}",
+        message=(
+            f"Created user {username} ({display_name}, {email}) in {domain_path}"
+            + (", with a password" if password else "")
+        ),
+        domain_path=domain_path,
+    )
     for role in roles:
         role_name, scope = (role, domain_path) if isinstance(role, str) else role
-        grant_role(session, username, role_name, scope)
-    logger.info("Created user %s in %s", username, domain_path)
+        grant_role(session, username, role_name, scope, actor=actor)
 
     return user
 
@@ -215,11 +237,14 @@ def get_user(session: Session, username: str) -> User:
 
 
 def grant_role(
-    session: Session, username: str, role: str, domain_path: str
+    session: Session, username: str, role: str, domain_path: str, *, actor: str
 ) -> RoleGrant:
     """Grant ``role`` to a user within ``domain_path`` and its sub-domains.
 
-    Granting a role the user holds already returns the existing grant.
+    Granting a role the user holds already returns the existing grant and
+    records nothing.
+
+    :param actor: the username of whoever grants it, for the audit trail.
 
     :raises ValidationFailed: the role is unknown.
     :raises NotFound: the user or the domain does not exist.
@@ -238,14 +263,25 @@ def grant_role(
     grant = RoleGrant(user=user, role=role, domain=domain)
     session.add(grant)
     session.flush()
-    logger.info("Granted %s to %s in %s", role, username, domain_path)
+    audit.record(
+        session,
+        actor=actor,
+        action="role_granted",
+        subject=f"user {username}",
+        message=f"Granted {role} in {domain_path} to {username}",
+        domain_path=user.domain.path,
+        data={"role": role, "scope": domain_path},
+    )
 
     return grant
 
 
-def revoke_role(session: Session, username: str, role: str, domain_path: str) -> None:
+def revoke_role(
+    session: Session, username: str, role: str, domain_path: str, *, actor: str
+) -> None:
     """Take ``role`` in ``domain_path`` away from a user.
 
+    :param actor: the username of whoever revokes it, for the audit trail.
     :raises NotFound: the user does not hold that role in that domain.
     """
     user = get_user(session, username)
@@ -253,7 +289,15 @@ def revoke_role(session: Session, username: str, role: str, domain_path: str) ->
         if grant.role == role and grant.domain.path == domain_path:
             user.grants.remove(grant)
             session.flush()
-            logger.info("Revoked %s from %s in %s", role, username, domain_path)
+            audit.record(
+                session,
+                actor=actor,
+                action="role_revoked",
+                subject=f"user {username}",
+                message=f"Revoked {role} in {domain_path} from {username}",
+                domain_path=user.domain.path,
+                data={"role": role, "scope": domain_path},
+            )
             return
 
     raise NotFound(
@@ -262,9 +306,11 @@ def revoke_role(session: Session, username: str, role: str, domain_path: str) ->
     )
 
 
-def set_password(session: Session, username: str, password: str) -> None:
+def set_password(session: Session, username: str, password: str, *, actor: str) -> None:
     """Replace a user's password.
 
+    :param actor: the username of whoever sets it; the audit trail says that
+        the password was set, never what it is.
     :raises ValidationFailed: the password is too short.
     :raises NotFound: no such user.
     """
@@ -278,7 +324,41 @@ def set_password(session: Session, username: str, password: str) -> None:
         )
     user = get_user(session, username)
     user.password_hash = generate_password_hash(password)
-    logger.info("Changed the password of %s", username)
+    audit.record(
+        session,
+        actor=actor,
+        action="password_set",
+        subject=f"user {username}",
+        message=f"Set the password of {username}",
+        domain_path=user.domain.path,
+    )
+
+
+def set_active(session: Session, username: str, active: bool, *, actor: str) -> User:
+    """Enable or disable a user's account; a disabled user cannot sign in.
+
+    Setting the state the account has already records nothing.
+
+    :param actor: the username of whoever changes it, for the audit trail.
+    :raises NotFound: no such user.
+    """
+    user = get_user(session, username)
+    if user.is_active == active:
+        return user
+
+    user.is_active = active
+    session.flush()
+    state = "enabled" if active else "disabled"
+    audit.record(
+        session,
+        actor=actor,
+        action="user_enabled" if active else "user_disabled",
+        subject=f"user {username}",
+        message=f"The account of {username} is {state}",
+        domain_path=user.domain.path,
+    )
+
+    return user
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

@@ -229,6 +229,7 @@ def create_account(call: ServiceCall) -> None:
             display_name=fields.get("display_name") or "",
             email=email,
             domain_path=domain_path,
+            actor=SYSTEM,
         )
     except ProvisioningError as err:
         raise ServiceError(

@@ -20,6 +20,7 @@ from datetime import date
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..errors import ConflictError, NotFound, PermissionDenied, ValidationFailed
 from ..identity import (
     ADMINISTRATOR,
@@ -447,12 +448,25 @@ def import_tokens_csv(
         report.imported += 1
     session.flush()
     report.rows.sort(key=lambda r: r.line)
-    logger.info(
-        "Imported %s tokens into %s (%s lines skipped)",
-        report.imported,
-        domain_path,
-        len(report.errors),
-        extra={"actor": actor.username},
+    # One event for the whole file: each token's own history already has a
+    # line for its import.
+    tokens = "token" if report.imported == 1 else "tokens"
+    skipped = len(report.errors)
+    audit.record(
+        session,
+        actor=actor.username,
+        action="tokens_imported",
+        subject=f"inventory {domain_path}",
+        message=(
+            f"Imported {report.imported} {tokens} into '{domain_path}'"
+            + (
+                f", skipped {skipped} bad line{'s' if skipped != 1 else ''}"
+                if skipped
+                else ""
+            )
+        ),
+        domain_path=domain_path,
+        data={"imported": report.imported, "skipped": skipped},
     )
 
     return report
@@ -768,6 +782,7 @@ def disable_token(
     token.temporarily_unavailable = False
     token.emergency_code_hash = None
     token.emergency_expires_at = None
+    _record_token_action(session, actor, token, "token_disabled", reason or "Disabled")
 
     return token
 
@@ -784,13 +799,11 @@ def unassign_token(
     """
     token = _managed_token(session, actor, serial, "unassign")
     previous_owner = token.owner
+    message = reason or f"Unassigned from {previous_owner or 'nobody'}"
     change_state(
-        session,
-        token,
-        TokenState.AVAILABLE,
-        actor=actor.username,
-        message=reason or f"Unassigned from {previous_owner or 'nobody'}",
+        session, token, TokenState.AVAILABLE, actor=actor.username, message=message
     )
+    _record_token_action(session, actor, token, "token_unassigned", message)
     token.owner = None
     token.request_id = None
     token.carrier = token.tracking_number = token.shipping_address = None
@@ -822,8 +835,33 @@ def mark_lost(
     token.temporarily_unavailable = False
     token.emergency_code_hash = None
     token.emergency_expires_at = None
+    # The owner reporting their own token is self-service, not staff work;
+    # the action name keeps the two apart in the activity report.
+    action = (
+        "token_reported_lost" if token.owner == actor.username else "token_marked_lost"
+    )
+    _record_token_action(session, actor, token, action, reason or "Reported lost")
 
     return token
+
+
+def _record_token_action(
+    session: Session, actor: Actor, token: Token, action: str, message: str
+) -> None:
+    """Put a token administrator's deliberate act on the audit trail.
+
+    The token's own history (:class:`TokenEvent`) records every change of
+    state, including the many made by service tasks; the audit trail keeps
+    only these acts of people, next to the rest of the administration.
+    """
+    audit.record(
+        session,
+        actor=actor.username,
+        action=action,
+        subject=f"token {token.serial}",
+        message=f"{message} (now {token.state})",
+        domain_path=token.domain_path,
+    )
 
 
 def _managed_token(session: Session, actor: Actor, serial: str, action: str) -> Token:

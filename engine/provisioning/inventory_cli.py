@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..clikit import Context, handle_errors, pass_context
-from ..identity import ROLES, SYSTEM_ACTOR, Actor, actor_for
+from ..identity import ROLES, SYSTEM, SYSTEM_ACTOR, Actor, actor_for
 from . import directory, inventory
 from .demo import DEMO_PASSWORD, load_demo_data
 from .inventory_models import TokenState
@@ -84,6 +84,7 @@ def users_create(
             domain_path=domain_path,
             password=password,
             roles=roles,
+            actor=SYSTEM,
         )
         click.echo(f"Created user {user.username} in {domain_path}.")
 
@@ -97,7 +98,7 @@ def users_create(
 def users_grant(context: Context, username: str, role: str, domain_path: str) -> None:
     """Grant ROLE to USERNAME within DOMAIN_PATH and its sub-domains."""
     with context.db.write() as session:
-        directory.grant_role(session, username, role, domain_path)
+        directory.grant_role(session, username, role, domain_path, actor=SYSTEM)
     click.echo(f"{username} is {role} in {domain_path}.")
 
 

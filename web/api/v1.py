@@ -289,6 +289,7 @@ def create_api_token():
             name=name,
             roles=roles,
             expires_at=utcnow() + timedelta(days=days) if days else None,
+            actor=actor().username,
         )
         answer = {**token.as_dict(), "token": secret}
     return jsonify(answer), 201

@@ -54,6 +54,7 @@ def users():
                     email=form.email.data,
                     domain_path=form.domain_path.data,
                     password=form.password.data or None,
+                    actor=actor().username,
                 )
         except ValidationFailed as err:
             _attach_errors(form, err)
@@ -127,7 +128,13 @@ def user_grant(username: str):
         flash("Choose a role and one of your security domains.", "error")
         return redirect(url_for("admin.user_detail", username=username))
     with writing() as session:
-        directory.grant_role(session, username, form.role.data, form.domain_path.data)
+        directory.grant_role(
+            session,
+            username,
+            form.role.data,
+            form.domain_path.data,
+            actor=actor().username,
+        )
     flash(
         f"{username} now holds {form.role.data} in {form.domain_path.data}.", "success"
     )
@@ -149,7 +156,7 @@ def user_revoke(username: str):
                 "You may not revoke your own administrator role; ask another "
                 "administrator, so that a domain is never left without one."
             )
-        directory.revoke_role(session, username, role, path)
+        directory.revoke_role(session, username, role, path, actor=actor().username)
     flash(f"Revoked {role} in {path} from {username}.", "success")
     return redirect(url_for("admin.user_detail", username=username))
 
@@ -166,7 +173,9 @@ def user_password(username: str):
         flash(" ".join(form.password.errors), "error")
         return redirect(url_for("admin.user_detail", username=username))
     with writing() as session:
-        directory.set_password(session, username, form.password.data)
+        directory.set_password(
+            session, username, form.password.data, actor=actor().username
+        )
     flash(f"The password of {username} is set.", "success")
     return redirect(url_for("admin.user_detail", username=username))
 
@@ -181,7 +190,7 @@ def user_active(username: str):
         require_admin_over(user.domain.path, f"User '{username}'")
         if username == actor().username and not enable:
             forbid("You may not disable your own account.")
-        user.is_active = enable
+        directory.set_active(session, username, enable, actor=actor().username)
     flash(
         f"The account of {username} is {'enabled' if enable else 'disabled'}.",
         "success",
@@ -201,7 +210,9 @@ def domains():
         _check_admin_over(parent, "create security domains")
         try:
             with writing() as session:
-                directory.create_domain(session, path, form.name.data or None)
+                directory.create_domain(
+                    session, path, form.name.data or None, actor=actor().username
+                )
         except (ValidationFailed, ConflictError) as err:
             form.path.errors = [str(err)]
             status = 422
