@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import Response, render_template, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, not_, or_, select
 
 from engine.identity import ADMINISTRATOR, SYSTEM, TOKEN_ADMINISTRATOR
-from engine.models import Deployment, HistoryEntry, ProcessInstance
+from engine.models import AuditEvent, Deployment, HistoryEntry, ProcessInstance
 from engine.provisioning.inventory_models import Token, TokenEvent, TokenState
 
 from ..auth import role_required
@@ -29,6 +29,26 @@ STAFF_ACTIONS = (
     "task_assigned",
     "instance_cancelled",
     "incident_retried",
+)
+# The audit trail's actions, in the order the activity report shows them.
+ADMIN_ACTIONS = (
+    "user_created",
+    "user_disabled",
+    "user_enabled",
+    "role_granted",
+    "role_revoked",
+    "password_set",
+    "domain_created",
+    "tokens_imported",
+    "token_disabled",
+    "token_unassigned",
+    "token_marked_lost",
+    "smtp_settings_saved",
+    "smtp_settings_cleared",
+    "mail_template_saved",
+    "mail_template_reset",
+    "api_token_created",
+    "api_token_revoked",
 )
 
 
@@ -49,6 +69,20 @@ def _domain_clause(column, role: str):
     )
 
 
+def _audit_scope_clause():
+    """Limit audit events to the administrator's domains.
+
+    Events of settings that belong to no security domain (SMTP, e-mail
+    templates) are shown to administrators of a top-level domain only, who
+    administer the whole organisation.
+    """
+    scopes = actor().scopes(ADMINISTRATOR)
+    within = _domain_clause(AuditEvent.domain_path, ADMINISTRATOR)
+    if any("/" not in scope for scope in scopes):
+        return or_(within, AuditEvent.domain_path.is_(None))
+    return within
+
+
 def _period() -> tuple[datetime, datetime]:
     """Read the report period from ?from=&to=, by default the last 30 days."""
     until = parse_day(request.args.get("to"), end=True) or datetime.now(UTC)
@@ -61,7 +95,7 @@ def _period() -> tuple[datetime, datetime]:
 @bp.get("/audit")
 @role_required(ADMINISTRATOR)
 def audit():
-    """Show who did what: request history and deployments, newest first."""
+    """Show who did what: administration, request history and deployments."""
     args = request.args
     since = parse_day(args.get("from"))
     until = parse_day(args.get("to"), end=True)
@@ -98,13 +132,14 @@ def audit():
                         ),
                     )
                 )
+        if what != "deployment":
+            rows.extend(_audit_event_rows(session, since, until, who, what))
         if not what or what == "deployment":
             rows.extend(_deployment_rows(session, since, until, who))
         actions = sorted(
-            set(
-                session.scalars(select(HistoryEntry.action).distinct()).all()
-                + ["deployment"]
-            )
+            set(session.scalars(select(HistoryEntry.action).distinct()))
+            | set(session.scalars(select(AuditEvent.action).distinct()))
+            | {"deployment"}
         )
     rows.sort(key=lambda r: r.at, reverse=True)
     if args.get("format") == "csv":
@@ -114,6 +149,33 @@ def audit():
             ([r.at.isoformat(), r.actor, r.action, r.subject, r.message] for r in rows),
         )
     return render_template("admin/audit.html", page=paginate(rows, 50), actions=actions)
+
+
+def _audit_event_rows(session, since, until, who, what) -> list[AuditRow]:
+    query = (
+        select(AuditEvent).where(_audit_scope_clause()).order_by(AuditEvent.id.desc())
+    )
+    if since:
+        query = query.where(AuditEvent.at >= since)
+    if until:
+        query = query.where(AuditEvent.at <= until)
+    if who:
+        query = query.where(AuditEvent.actor == who)
+    if what:
+        query = query.where(AuditEvent.action == what)
+    return [
+        AuditRow(e.at, e.actor, e.action, e.subject, e.message, _audit_link(e))
+        for e in session.scalars(query.limit(AUDIT_LIMIT))
+    ]
+
+
+def _audit_link(event: AuditEvent) -> tuple[str, dict] | None:
+    kind, _, name = event.subject.partition(" ")
+    if kind == "user":
+        return ("admin.user_detail", {"username": name})
+    if kind == "token":
+        return ("admin.token_detail", {"serial": name})
+    return None
 
 
 def _deployment_rows(session, since, until, who) -> list[AuditRow]:
@@ -197,7 +259,7 @@ def reports():
             title=f"Tokens distributed per day, {since:%Y-%m-%d} to {until:%Y-%m-%d}",
         ),
         activity=activity,
-        activity_actions=STAFF_ACTIONS + ("deployment",),
+        activity_actions=_activity_columns(activity or {}),
     )
 
 
@@ -226,7 +288,11 @@ def _distributed(session, since, until) -> list[tuple[TokenEvent, Token]]:
 
 
 def _activity(session, since, until) -> dict[str, dict[str, int]]:
-    """Count what each member of staff did in the period, by kind of action."""
+    """Count what each member of staff did in the period, by kind of action.
+
+    A requester cancelling their own request, or managing their own API
+    tokens, is self-service and not counted.
+    """
     counts: dict[str, Counter] = defaultdict(Counter)
     query = (
         select(HistoryEntry.actor, HistoryEntry.action)
@@ -235,8 +301,27 @@ def _activity(session, since, until) -> dict[str, dict[str, int]]:
         .where(HistoryEntry.action.in_(STAFF_ACTIONS))
         .where(HistoryEntry.at >= since, HistoryEntry.at <= until)
         .where(HistoryEntry.actor != SYSTEM)
+        .where(
+            not_(
+                and_(
+                    HistoryEntry.action == "instance_cancelled",
+                    HistoryEntry.actor == ProcessInstance.initiator,
+                )
+            )
+        )
     )
     for who, action in session.execute(query):
+        counts[who][action] += 1
+    events = (
+        select(AuditEvent.actor, AuditEvent.action, AuditEvent.data)
+        .where(_audit_scope_clause())
+        .where(AuditEvent.action.in_(ADMIN_ACTIONS))
+        .where(AuditEvent.at >= since, AuditEvent.at <= until)
+        .where(AuditEvent.actor != SYSTEM)
+    )
+    for who, action, data in session.execute(events):
+        if action.startswith("api_token_") and (data or {}).get("owner") == who:
+            continue
         counts[who][action] += 1
     for who in session.scalars(
         select(Deployment.deployed_by).where(
@@ -245,6 +330,16 @@ def _activity(session, since, until) -> dict[str, dict[str, int]]:
     ):
         counts[who]["deployment"] += 1
     return {who: dict(c) for who, c in sorted(counts.items())}
+
+
+def _activity_columns(activity: dict[str, dict[str, int]]) -> tuple[str, ...]:
+    """Return the request actions, then the kinds of administration that occur."""
+    done = {action for counts in activity.values() for action in counts}
+    return (
+        STAFF_ACTIONS
+        + ("deployment",)
+        + tuple(action for action in ADMIN_ACTIONS if action in done)
+    )
 
 
 def _csv(filename: str, header: list[str], rows) -> Response:
