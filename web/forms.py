@@ -53,6 +53,19 @@ class ReasonForm(FlaskForm):
     )
 
 
+class CancelRequestForm(FlaskForm):
+    """Cancel a pending request; without a reason the engine records who did."""
+
+    reason = TextAreaField(
+        "Reason (optional)",
+        validators=[
+            Optional(),
+            Length(max=2000, message="Keep the reason under 2,000 characters."),
+        ],
+        render_kw={"rows": 2, "maxlength": 2000},
+    )
+
+
 class AssignForm(FlaskForm):
     assignee = StringField(
         "Assign to (user name)",

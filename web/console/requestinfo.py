@@ -35,6 +35,34 @@ def for_instance(session: Session, instance_id: int) -> ProvisioningRequest | No
     ).first()
 
 
+def option_labels(
+    session: Session, request: ProvisioningRequest
+) -> dict[str, dict[str, str]]:
+    """Return the names of values picked from a list, by field and value id.
+
+    The request form's choices name what the requester picked ("Hardware"),
+    and the forms of the request's tasks name what staff picked: the carrier
+    is shown as the process model's form lists it ("DHL"), not by its id.
+    """
+    labels: dict[str, dict[str, str]] = {}
+    request_type = provisioning.REQUEST_TYPES.get(request.request_type)
+    for request_field in request_type.fields if request_type else ():
+        if request_field.choices:
+            labels.setdefault(request_field.id, {}).update(request_field.choices)
+    forms = session.scalars(
+        select(HumanTask.form)
+        .where(HumanTask.instance_id == request.instance_id)
+        .order_by(HumanTask.created_at)
+    )
+    for form in forms:
+        for form_field in (form or {}).get("fields") or []:
+            options = form_field.get("options") or []
+            names = {o["id"]: o["name"] for o in options if o.get("name")}
+            if names:
+                labels.setdefault(form_field["id"], {}).update(names)
+    return labels
+
+
 def staff_view(
     session: Session, actor: Actor, request: ProvisioningRequest | None
 ) -> provisioning.RequestView | None:

@@ -28,8 +28,9 @@ from engine.provisioning.inventory_models import TokenClass, TokenState
 from engine.provisioning.request_models import RequestStatus
 
 from ..extensions import limiter
-from ..forms import ActionForm, CodeForm, ReasonForm
+from ..forms import ActionForm, CancelRequestForm, CodeForm
 from ..views import error_page, status_for
+from . import requestinfo
 from .base import actor, database, paginate, reading, settings, writing
 
 logger = logging.getLogger(__name__)
@@ -209,27 +210,36 @@ def my_requests():
 @login_required
 def request_detail(request_id: int):
     """Show one request: status, holder, timeline and the diagram."""
+    return _request_page(request_id, CancelRequestForm())
+
+
+def _request_page(request_id: int, cancel_form: CancelRequestForm, status=200):
     with reading() as session:
         view = provisioning.get_request(session, actor(), request_id)
         definition = view.instance.definition
-        return render_template(
+        page = render_template(
             "requests/detail.html",
             view=view,
             req=view.request,
             label=_labels().get(view.request.request_type, view.request.request_type),
             xml=definition.file.content.decode("utf-8", "replace"),
-            cancel_form=ReasonForm(),
+            labels=requestinfo.option_labels(session, view.request),
+            cancel_form=cancel_form,
         )
+    return page, status
 
 
 @bp.post("/requests/<int:request_id>/cancel")
 @login_required
 def cancel_request(request_id: int):
-    """Cancel my pending request."""
-    form = ReasonForm()
-    reason = (form.reason.data or "").strip()
+    """Cancel a pending request, mine or (as an administrator) in my domain."""
+    form = CancelRequestForm()
+    if not form.validate_on_submit():
+        return _request_page(request_id, form, 422)
     with writing() as session:
-        provisioning.cancel_request(session, actor(), request_id, reason)
+        provisioning.cancel_request(
+            session, actor(), request_id, (form.reason.data or "").strip()
+        )
     flash(f"Request {request_id} is cancelled.", "success")
     return redirect(url_for("selfservice.request_detail", request_id=request_id))
 
