@@ -23,7 +23,15 @@ from engine.models import (
 from ..auth import role_required
 from ..forms import ModelerForm, UploadDeploymentForm
 from .admin_bp import bp
-from .base import actor, client_source, int_arg, reading, settings, writing
+from .base import (
+    actor,
+    client_source,
+    int_arg,
+    reading,
+    rolled_back,
+    settings,
+    writing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +71,13 @@ def run_deployment(
 ) -> dict:
     """Validate or deploy ``files``; return the report the page shows.
 
-    A dry run deploys inside a transaction that is rolled back, so it checks
-    exactly what a deployment would check and stores nothing.
+    A dry run deploys inside a transaction of its own that is rolled back, so
+    it checks exactly what a deployment would check and stores nothing, and
+    the page read afterwards does not show the versions it would have made.
     """
     me = actor()
     report = {"dry_run": dry_run, "files": [f for f, _ in files], "problems": []}
-    session_scope = reading() if dry_run else writing()
+    session_scope = rolled_back() if dry_run else writing()
     try:
         with session_scope as session:
             result = deployments.deploy(

@@ -56,6 +56,26 @@ def writing() -> Iterator[Session]:
         read_session.rollback()
 
 
+class _DryRunOver(Exception):
+    """Raised at the end of a dry run so that its transaction rolls back."""
+
+
+@contextmanager
+def rolled_back() -> Iterator[Session]:
+    """Open a write transaction of its own that is always rolled back.
+
+    For checks that run the real action (a deployment) and store nothing:
+    the request's read session never sees the unstored rows, so the page
+    drawn afterwards shows only what is really in the database.
+    """
+    try:
+        with database().write() as session:
+            yield session
+            raise _DryRunOver
+    except _DryRunOver:
+        pass
+
+
 def close_reading(_exc: BaseException | None = None) -> None:
     """Close the request's read session (a teardown handler)."""
     stack = g.pop("_read_stack", None)
