@@ -414,7 +414,13 @@ def test_claim_and_unclaim_a_task(env):
         assert session.get(HumanTask, task_id).assignee is None
 
 
-def test_assigning_to_someone_outside_the_scope_is_refused_with_the_reason(env):
+def assign_error(response) -> str:
+    match = re.search(r'<p class="error" id="assignee-err">([^<]*)</p>', text(response))
+    assert match, text(response)[:3000]
+    return match[1]
+
+
+def test_assigning_to_someone_outside_the_scope_names_them_next_to_the_field(env):
     request_id = submit(env)
     task_id = open_task_id(env.database, request_id)
 
@@ -422,8 +428,60 @@ def test_assigning_to_someone_outside_the_scope_is_refused_with_the_reason(env):
         client_as(env, "hbernard"), f"/tasks/{task_id}/assign", {"assignee": "jsmith"}
     )
 
-    assert response.status_code == 403
-    assert "which you do not hold there" in text(response)
+    assert response.status_code == 422
+    assert assign_error(response) == escape(
+        "jsmith does not hold the request_approver role for security domain "
+        "'acme/emea/paris', so they cannot work this task. Assign it to someone "
+        "in its queue."
+    )
+    assert '<details class="assign" open>' in text(response)
+
+
+def test_assigning_to_an_unknown_user_is_a_field_error_not_a_404(env):
+    request_id = submit(env)
+    task_id = open_task_id(env.database, request_id)
+
+    response = post(
+        client_as(env, "hbernard"), f"/tasks/{task_id}/assign", {"assignee": "nobody"}
+    )
+
+    assert response.status_code == 422
+    assert assign_error(response) == escape(
+        "No active user named 'nobody'; check the spelling or create the user first."
+    )
+
+
+def test_assigning_to_the_requester_says_separation_of_duties_keeps_them_off(env):
+    request_id = submit(env, username="aschmidt")
+    task_id = open_task_id(env.database, request_id)
+
+    response = post(
+        client_as(env, "mdubois"), f"/tasks/{task_id}/assign", {"assignee": "aschmidt"}
+    )
+
+    assert response.status_code == 422
+    assert assign_error(response) == escape(
+        f"aschmidt started request-{request_id}, so separation of duties keeps them "
+        "from working its task 'Approve request'. Assign it to someone else."
+    )
+    assert "ask an administrator to grant you the role" not in text(response)
+
+
+def test_assigning_to_a_previous_approver_says_a_different_person_must_approve(env):
+    request_id = submit(env)
+    approve(env, request_id, "hbernard")
+    task_id = open_task_id(env.database, request_id)
+
+    response = post(
+        client_as(env, "aschmidt"), f"/tasks/{task_id}/assign", {"assignee": "hbernard"}
+    )
+
+    assert response.status_code == 422
+    assert assign_error(response) == escape(
+        f"hbernard already completed an earlier 'Approve request' step of "
+        f"request-{request_id}; a different person must take this one. Assign it "
+        "to someone else."
+    )
 
 
 def test_approval_with_a_bad_decision_shows_the_message_next_to_the_field(env):

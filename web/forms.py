@@ -86,10 +86,31 @@ class ModelerForm(FlaskForm):
     filename = HiddenField(validators=[InputRequired()])
 
 
+#: the shape of a security domain path, checked before the scope so that a
+#: typing mistake is reported as one, not as a domain outside one's scope
+DOMAIN_PATH = r"^[a-z0-9][a-z0-9_-]{0,49}(/[a-z0-9][a-z0-9_-]{0,49})*$"
+
+#: passwords set in the console; longer than the engine's floor of 8 because
+#: an administrator types them for someone else
+MIN_PASSWORD_LENGTH = 12
+
+
+def _trimmed_path(value: str | None) -> str | None:
+    return value.strip().strip("/") if value else value
+
+
 class DomainForm(FlaskForm):
     path = StringField(
         "Path",
-        validators=[DataRequired("Enter the domain path, e.g. acme/emea/paris.")],
+        validators=[
+            DataRequired("Enter the domain path, e.g. acme/emea/paris."),
+            Regexp(
+                DOMAIN_PATH,
+                message="Write the path in lower-case letters, digits, '-' and "
+                "'_', in segments joined by '/', such as acme/emea/paris.",
+            ),
+        ],
+        filters=[_trimmed_path],
         description="Parent domains first: acme/emea/paris needs acme/emea.",
     )
     name = StringField("Display name (optional)", validators=[Length(max=100)])
@@ -115,8 +136,14 @@ class UserForm(FlaskForm):
     domain_path = SelectField("Security domain", choices=[])
     password = PasswordField(
         "Initial password (optional)",
-        validators=[Optional()],
-        render_kw={"autocomplete": "new-password"},
+        validators=[
+            Optional(),
+            Length(
+                min=MIN_PASSWORD_LENGTH,
+                message=f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+            ),
+        ],
+        render_kw={"autocomplete": "new-password", "minlength": MIN_PASSWORD_LENGTH},
     )
 
 
@@ -128,8 +155,15 @@ class GrantForm(FlaskForm):
 class PasswordForm(FlaskForm):
     password = PasswordField(
         "New password",
-        validators=[DataRequired("Enter a password.")],
-        render_kw={"autocomplete": "new-password"},
+        validators=[
+            DataRequired("Enter a password."),
+            Length(
+                min=MIN_PASSWORD_LENGTH,
+                message=f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+            ),
+        ],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        render_kw={"autocomplete": "new-password", "minlength": MIN_PASSWORD_LENGTH},
     )
 
 

@@ -97,6 +97,10 @@ def _attach_errors(form, err: ValidationFailed) -> None:
 @role_required(ADMINISTRATOR)
 def user_detail(username: str):
     """Show a user with their role grants; grant, revoke, set password, disable."""
+    return _user_page(username, PasswordForm())
+
+
+def _user_page(username: str, password_form: PasswordForm, status: int = 200):
     with reading() as session:
         user = directory.get_user(session, username)
         require_admin_over(user.domain.path, f"User '{username}'")
@@ -104,13 +108,14 @@ def user_detail(username: str):
         grant_form.role.choices = [(r, r.replace("_", " ")) for r in ROLES]
         grant_form.domain_path.choices = _my_domains(session)
         grant_form.domain_path.data = user.domain.path
-        return render_template(
+        page = render_template(
             "admin/user.html",
             user=user,
             grant_form=grant_form,
-            password_form=PasswordForm(),
+            password_form=password_form,
             action_form=ActionForm(),
         )
+    return page, status
 
 
 @bp.post("/users/<username>/grants")
@@ -170,12 +175,15 @@ def user_password(username: str):
         user = directory.get_user(session, username)
         require_admin_over(user.domain.path, f"User '{username}'")
     if not form.validate():
-        flash(" ".join(form.password.errors), "error")
-        return redirect(url_for("admin.user_detail", username=username))
-    with writing() as session:
-        directory.set_password(
-            session, username, form.password.data, actor=actor().username
-        )
+        return _user_page(username, form, 422)
+    try:
+        with writing() as session:
+            directory.set_password(
+                session, username, form.password.data, actor=actor().username
+            )
+    except ValidationFailed as err:
+        form.password.errors = [err.field_errors.get("password", str(err))]
+        return _user_page(username, form, 422)
     flash(f"The password of {username} is set.", "success")
     return redirect(url_for("admin.user_detail", username=username))
 

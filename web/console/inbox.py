@@ -15,6 +15,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import instances
@@ -37,7 +38,16 @@ from engine.models import HumanTask, TaskStatus
 from ..auth import role_required
 from ..forms import ActionForm, AssignForm
 from . import requestinfo
-from .base import PAGE_SIZE, Page, actor, page_number, reading, settings, writing
+from .base import (
+    PAGE_SIZE,
+    Page,
+    actor,
+    forbid,
+    page_number,
+    reading,
+    settings,
+    writing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +201,7 @@ def _render_task(
     errors: dict | None = None,
     values: dict | None = None,
     conflict: str | None = None,
+    assign_form: AssignForm | None = None,
     status: int = 200,
 ):
     view = instances.describe_instance(session, task.instance_id)
@@ -222,7 +233,7 @@ def _render_task(
             serials=serials,
             diagram_xml=view.definition.file.content.decode("utf-8", "replace"),
             action_form=ActionForm(),
-            assign_form=AssignForm(),
+            assign_form=assign_form or AssignForm(),
             may_assign=_may_assign(task),
             decision_field=_decision_field(fields),
         ),
@@ -325,15 +336,77 @@ def unclaim(task_id: str):
 def assign(task_id: str):
     """Assign a task to someone else in its queue and scope."""
     form = AssignForm()
-    if not form.validate():
-        flash(" ".join(form.assignee.errors), "error")
-        return _back(task_id)
-    with writing() as session:
-        _visible_task(session, task_id)
-        assignee = actor_for(session, form.assignee.data.strip())
-        task = instances.assign_task(session, task_id, actor=actor(), assignee=assignee)
-        flash(f"'{task.name}' is now assigned to {assignee.username}.", "success")
-    return _back(task_id)
+    with reading() as session:
+        task = _visible_task(session, task_id)
+        if not _may_assign(task):
+            forbid(
+                f"You may not assign task '{task.name}'; only members of its "
+                "queue in its security domain, or administrators, can."
+            )
+    if form.validate():
+        username = form.assignee.data.strip()
+        try:
+            with writing() as session:
+                task = _visible_task(session, task_id)
+                assignee = actor_for(session, username)
+                try:
+                    task = instances.assign_task(
+                        session, task_id, actor=actor(), assignee=assignee
+                    )
+                except PermissionDenied as err:
+                    # The engine words its refusal for the person who would
+                    # work the task ("You started..."); say it of the assignee.
+                    raise PermissionDenied(
+                        _why_assignee_cannot(session, task, assignee) or str(err)
+                    ) from err
+                flash(f"'{task.name}' is now assigned to {username}.", "success")
+            return _back(task_id)
+        except (NotFound, PermissionDenied) as err:
+            if isinstance(err, NotFound) and not _user_missing(err, username):
+                raise
+            form.assignee.errors = [str(err)]
+    with reading() as session:
+        task = _visible_task(session, task_id)
+        return _render_task(session, task, assign_form=form, status=422)
+
+
+def _user_missing(err: NotFound, username: str) -> bool:
+    """Tell "no such assignee" apart from "no such task" (a real 404)."""
+    return f"No active user named '{username}'" in str(err)
+
+
+def _why_assignee_cannot(session: Session, task: HumanTask, assignee) -> str | None:
+    """Say why ``assignee`` may not work ``task``, naming them, or None."""
+    instance = task.instance
+    who = assignee.username
+    what = instance.business_key or f"instance {instance.id}"
+    if who == instance.initiator:
+        return (
+            f"{who} started {what}, so separation of duties keeps them from "
+            f"working its task '{task.name}'. Assign it to someone else."
+        )
+    earlier = session.scalars(
+        select(HumanTask).where(
+            HumanTask.instance_id == task.instance_id,
+            HumanTask.task_spec == task.task_spec,
+            HumanTask.completed_by == who,
+            HumanTask.id != task.id,
+        )
+    ).first()
+    if earlier is not None:
+        return (
+            f"{who} already completed an earlier '{task.name}' step of {what}; "
+            "a different person must take this one. Assign it to someone else."
+        )
+    groups = task.candidate_groups or []
+    if groups and not any(assignee.has_role(g, task.domain_path) for g in groups):
+        needed = " or ".join(groups)
+        return (
+            f"{who} does not hold the {needed} role for security domain "
+            f"'{task.domain_path}', so they cannot work this task. Assign it to "
+            "someone in its queue."
+        )
+    return None
 
 
 def _back(task_id: str):
