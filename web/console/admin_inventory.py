@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from engine.identity import ADMINISTRATOR, TOKEN_ADMINISTRATOR
-from engine.provisioning import directory, inventory
+from engine.provisioning import directory, inventory, software
 from engine.provisioning.inventory import ImportRefused
 from engine.provisioning.inventory_models import TokenState
 
 from ..auth import role_required
-from ..forms import ImportTokensForm, ReasonForm
+from ..forms import ActionForm, ImportTokensForm, ReasonForm
 from .admin_bp import bp
-from .base import actor, paginate, reading, writing
+from .base import actor, paginate, reading, settings, writing
 
 TOKEN_ROLES = (TOKEN_ADMINISTRATOR, ADMINISTRATOR)
 LIST_LIMIT = 5000
@@ -99,8 +99,30 @@ def token_detail(serial: str):
             token=token,
             history=history,
             reason_form=ReasonForm(),
+            action_form=ActionForm(),
             transitions=inventory.TRANSITIONS.get(token.state, frozenset()),
         )
+
+
+@bp.post("/tokens/<serial>/new-activation-link")
+@role_required(*TOKEN_ROLES)
+def token_new_activation_link(serial: str):
+    """Give an assigned software token a new secret and activation link."""
+    with writing() as session:
+        token = inventory.get_token(session, actor(), serial)
+        link = software.new_activation_link(
+            session, actor(), serial, settings=settings()
+        )
+        owner = directory.get_user(session, token.owner) if token.owner else None
+        context = {
+            "serial": serial,
+            "link": link,
+            "expires": token.activation_expires_at,
+            "owner": owner.username if owner else "",
+            "owner_name": owner.display_name if owner else "",
+            "owner_email": owner.email if owner else "",
+        }
+    return render_template("admin/token_link.html", **context)
 
 
 @bp.post("/tokens/<serial>/<action>")
