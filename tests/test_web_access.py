@@ -135,6 +135,7 @@ REFUSALS = [
     ("POST", "/admin/tokens", "aschmidt", 403),
     ("GET", "/admin/tokens/{serial}", "jdoe", 403),
     ("POST", "/admin/tokens/{serial}/disable", "lrossi", 403),
+    ("POST", "/admin/tokens/{serial}/new-activation-link", "lrossi", 403),
     ("GET", "/admin/audit", "tadmin", 403),
     ("GET", "/admin/reports", "aschmidt", 403),
     # administration: scope
@@ -151,6 +152,7 @@ REFUSALS = [
     ("POST", "/admin/domains", "amadmin", 403),
     ("GET", "/admin/tokens/{serial}", "amtadmin", 404),
     ("POST", "/admin/tokens/{serial}/disable", "amtadmin", 404),
+    ("POST", "/admin/tokens/{serial}/new-activation-link", "amtadmin", 404),
 ]
 
 FORM_DATA = {
@@ -300,6 +302,7 @@ CSRF_FORMS = [
     ("/admin/domains", "admin"),
     ("/admin/tokens", "tadmin"),
     ("/admin/tokens/{serial}/disable", "tadmin"),
+    ("/admin/tokens/{serial}/new-activation-link", "tadmin"),
 ]
 
 
