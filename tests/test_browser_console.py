@@ -86,9 +86,9 @@ def open_page(browser, live_server, request):
     """Return ``open_page(username)``: a signed-in page in a fresh context."""
     contexts = []
 
-    def open_as(username: str):
+    def open_as(username: str, width: int = 1360):
         context = browser.new_context(
-            base_url=live_server.base_url, viewport={"width": 1360, "height": 900}
+            base_url=live_server.base_url, viewport={"width": width, "height": 900}
         )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
@@ -308,3 +308,67 @@ def test_request_diagram_highlights_the_current_step(open_page):
             "[data-element-id=request_submitted]"
         )
         assert done.count() == 1
+
+
+PHONE_WIDTH = 375
+NARROW_PAGES = [
+    ("tadmin", "/admin/tokens"),
+    ("admin", "/admin/users"),
+    ("admin", "/admin/mail/templates/rejected"),
+    ("hbernard", "/inbox"),
+]
+
+
+@pytest.mark.parametrize(("username", "path"), NARROW_PAGES)
+def test_pages_fit_a_phone_screen(open_page, live_server, username, path):
+    with live_server.database.write() as session:
+        from engine.provisioning import requests as provisioning
+
+        provisioning.submit_request(
+            session,
+            actor=actor_for(session, "jdoe"),
+            request_type="new_token",
+            form={
+                "token_class": "hardware",
+                "token_model": "SID700",
+                "shipping_address": "1 Rue de la Paix, 75002 Paris",
+                "justification": "I start in the Paris office on Monday.",
+            },
+            settings=live_server.settings,
+        )
+    holder: dict = {}
+    name = "phone_" + path.strip("/").replace("/", "_")
+    with screenshot_on_failure(holder, name):
+        page = holder["page"] = open_page(username, width=PHONE_WIDTH)
+        page.goto(path)
+
+        assert page.evaluate("document.documentElement.scrollWidth") == PHONE_WIDTH
+        # Wide tables may scroll in their own box; stacked ones must fit.
+        past_the_edge = page.evaluate(
+            """() => [...document.querySelectorAll('main input, main select,'
+                + ' main textarea, main button, main td')]
+              .filter(e => e.offsetParent !== null
+                && !(e.closest('.table-wrap') && !e.closest('.table-stack'))
+                && e.getBoundingClientRect().right > window.innerWidth)
+              .map(e => e.outerHTML.slice(0, 80))"""
+        )
+        assert past_the_edge == []
+
+
+def test_claim_is_within_reach_in_the_inbox_on_a_phone(open_page, live_server):
+    holder: dict = {}
+    with screenshot_on_failure(holder, "phone_inbox_claim"):
+        user = holder["page"] = open_page("jdoe", width=PHONE_WIDTH)
+        request_id = submit_hardware_request(user)
+        page = holder["page"] = open_page("hbernard", width=PHONE_WIDTH)
+        page.goto("/inbox")
+        claim = page.get_by_role(
+            "button", name=f"Claim Approve request of request {request_id}"
+        )
+
+        box = claim.bounding_box()
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= PHONE_WIDTH
+        claim.click()
+        page.wait_for_url(re.compile(r".*/inbox$"))
+        assert page.get_by_text("You took 'Approve request'").is_visible()
