@@ -372,3 +372,69 @@ def test_claim_is_within_reach_in_the_inbox_on_a_phone(open_page, live_server):
         claim.click()
         page.wait_for_url(re.compile(r".*/inbox$"))
         assert page.get_by_text("You took 'Approve request'").is_visible()
+
+
+LEAVING_IS_QUESTIONED = """() => {
+    const event = new Event('beforeunload', {cancelable: true});
+    window.dispatchEvent(event);
+    return event.defaultPrevented;
+}"""
+
+
+def test_modeler_asks_before_leaving_unsaved_changes(open_page):
+    holder: dict = {}
+    with screenshot_on_failure(holder, "modeler_unsaved"):
+        admin = holder["page"] = open_page("admin")
+        admin.goto("/admin/modeler/process/group_membership")
+        admin.wait_for_selector("form[data-modeler][data-ready=true]")
+        assert admin.evaluate(LEAVING_IS_QUESTIONED) is False
+
+        admin.locator("#canvas").click(position={"x": 5, "y": 5})
+        admin.evaluate(
+            """() => {
+                const modeler = window.consoleEditor.editor;
+                const task = modeler.get('elementRegistry').get('approve_request');
+                modeler.get('modeling').updateLabel(task, 'Approve membership');
+            }"""
+        )
+
+        assert admin.evaluate(LEAVING_IS_QUESTIONED) is True
+        dialogs = []
+        admin.on(
+            "dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss())
+        )
+        admin.close(run_before_unload=True)
+        admin.wait_for_timeout(500)
+        assert dialogs == ["beforeunload"]
+
+
+def test_new_diagram_is_executable_validates_and_deploys_without_a_prompt(
+    open_page,
+):
+    holder: dict = {}
+    with screenshot_on_failure(holder, "modeler_new"):
+        admin = holder["page"] = open_page("admin")
+        admin.goto("/admin/modeler/new")
+        admin.wait_for_selector("form[data-modeler][data-ready=true]")
+        admin.get_by_label("File name").fill("first_process.bpmn")
+
+        admin.get_by_role("button", name="Validate").click()
+        admin.wait_for_selector(".report")
+        report = admin.locator(".report").inner_text()
+        assert "Valid: ready to deploy" in report
+        assert "Process_1: would become version 1" in report
+        admin.wait_for_selector("form[data-modeler][data-ready=true]")
+        assert (
+            "Your changes are not deployed yet."
+            in admin.locator("[data-modeler-status]").inner_text()
+        )
+        assert admin.evaluate(LEAVING_IS_QUESTIONED) is True
+
+        dialogs = []
+        admin.on(
+            "dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept())
+        )
+        admin.get_by_role("button", name="Deploy as new version").click()
+        admin.wait_for_url(re.compile(r".*/admin/deployments$"))
+        assert "Deployed Process_1 version 1." in admin.content()
+        assert dialogs == []

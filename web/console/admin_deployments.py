@@ -286,6 +286,7 @@ def modeler_new():
 
 
 def _editor_page(template: str, xml: str, filename: str, **context):
+    deployed_xml = xml
     form = ModelerForm()
     report = None
     status = 200
@@ -314,9 +315,18 @@ def _editor_page(template: str, xml: str, filename: str, **context):
     else:
         status = 422
         xml = form.xml.data or xml
+    # A diagram sent back by Validate (or a refused Deploy) still differs from
+    # the deployed one: the page warns before leaving it.
+    unsaved = request.method == "POST" and xml != deployed_xml
     return (
         render_template(
-            template, form=form, xml=xml, filename=filename, report=report, **context
+            template,
+            form=form,
+            xml=xml,
+            filename=filename,
+            report=report,
+            unsaved=unsaved,
+            **context,
         ),
         status,
     )

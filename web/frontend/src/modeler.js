@@ -32,6 +32,47 @@ function findElement(id, option) {
   return element;
 }
 
+// bpmn-js's own empty diagram is not executable, which the first Validate
+// refuses; a new diagram here starts as an executable process.
+const NEW_DIAGRAM = `<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI"
+    xmlns:dc="http://www.omg.org/spec/DD/20100524/DC"
+    id="Definitions_1" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="Process_1" isExecutable="true">
+    <bpmn:startEvent id="StartEvent_1" />
+  </bpmn:process>
+  <bpmndi:BPMNDiagram id="BPMNDiagram_1">
+    <bpmndi:BPMNPlane id="BPMNPlane_1" bpmnElement="Process_1">
+      <bpmndi:BPMNShape id="StartEvent_1_di" bpmnElement="StartEvent_1">
+        <dc:Bounds x="173" y="102" width="36" height="36" />
+      </bpmndi:BPMNShape>
+    </bpmndi:BPMNPlane>
+  </bpmndi:BPMNDiagram>
+</bpmn:definitions>
+`;
+
+// Call ``callback`` whenever the diagram is edited (each command, undo and
+// redo). dmn-js keeps one command stack per view, so each view opened is
+// watched as it appears.
+function watchChanges(editor, ready, callback) {
+  if (typeof editor.getActiveViewer !== 'function') {
+    editor.on('commandStack.changed', callback);
+    return;
+  }
+
+  const watched = new WeakSet();
+  const watchActiveView = () => {
+    const viewer = editor.getActiveViewer();
+    if (viewer && !watched.has(viewer)) {
+      watched.add(viewer);
+      viewer.get('eventBus').on('commandStack.changed', callback);
+    }
+  };
+  editor.on('views.changed', watchActiveView);
+  ready.then(watchActiveView, () => {});
+}
+
 function editorHandle(editor, ready) {
   // Keep a rejected import from surfacing as an unhandled rejection; the
   // page sees it through ready or getXml().
@@ -40,6 +81,9 @@ function editorHandle(editor, ready) {
   return {
     editor,
     ready,
+    onChange(callback) {
+      watchChanges(editor, ready, callback);
+    },
     async getXml() {
       await ready;
       const { xml } = await editor.saveXML({ format: true });
@@ -54,9 +98,10 @@ function editorHandle(editor, ready) {
 /**
  * Open the BPMN modeler with the Camunda 7 properties panel.
  *
- * Takes {canvasId, propertiesId, xml}; without xml a new empty diagram is
- * created. Returns {editor, ready, getXml(), destroy()}: ready is a promise
- * of the import warnings and rejects when the XML cannot be read.
+ * Takes {canvasId, propertiesId, xml}; without xml a new diagram holding an
+ * executable process with a start event is opened. Returns {editor, ready,
+ * getXml(), onChange(callback), destroy()}: ready is a promise of the import
+ * warnings and rejects when the XML cannot be read.
  */
 export function openModeler({ canvasId, propertiesId, xml } = {}) {
   const container = findElement(canvasId, 'canvasId');
@@ -74,7 +119,7 @@ export function openModeler({ canvasId, propertiesId, xml } = {}) {
     moddleExtensions: { camunda: camundaBpmnModdle },
   });
 
-  const imported = xml ? modeler.importXML(xml) : modeler.createDiagram();
+  const imported = modeler.importXML(xml || NEW_DIAGRAM);
   const ready = imported.then(
     ({ warnings }) => {
       modeler.get('canvas').zoom('fit-viewport', 'auto');
@@ -103,7 +148,8 @@ function openDecisionTable(dmnModeler) {
 /**
  * Open the DMN editor on the first decision table of the given XML.
  *
- * Takes {containerId, xml}. Returns {editor, ready, getXml(), destroy()}:
+ * Takes {containerId, xml}. Returns {editor, ready, getXml(),
+ * onChange(callback), destroy()}:
  * ready is a promise of the import warnings and rejects when the XML cannot
  * be read or holds no decision table.
  */

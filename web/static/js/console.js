@@ -78,11 +78,30 @@
       return;
     }
     window.consoleEditor = editor;
+    // Unsaved: edited here, or sent back by Validate (or a refused Deploy)
+    // with changes that are still not deployed. A successful Deploy leaves
+    // the page, and the next modeler page starts clean.
+    var unsaved = form.dataset.unsaved === 'true';
+    var leaving = false;
+    form.dataset.dirty = String(unsaved);
+    editor.onChange(function () {
+      unsaved = true;
+      form.dataset.dirty = 'true';
+    });
+    window.addEventListener('beforeunload', function (event) {
+      if (unsaved && !leaving) {
+        event.preventDefault();
+        event.returnValue = '';
+      }
+    });
     editor.ready.then(function (warnings) {
       var count = (warnings || []).length;
       status.textContent = count
         ? 'Opened with ' + count + ' import warning(s); check the diagram before deploying.'
         : 'Ready. Validate checks the diagram without deploying it.';
+      if (unsaved) {
+        status.textContent += ' Your changes are not deployed yet.';
+      }
       form.dataset.ready = 'true';
     }).catch(function (err) {
       status.textContent = String(err.message || err);
@@ -91,6 +110,9 @@
 
     form.addEventListener('submit', function (event) {
       event.preventDefault();
+      // The diagram travels with the form: Validate brings it back, Deploy
+      // stores it; neither loses the changes, so do not ask.
+      leaving = true;
       var button = event.submitter;
       var action = form.querySelector('[data-action-field]');
       if (button && action) { action.value = button.value; }
@@ -99,6 +121,7 @@
         document.getElementById('modeler-xml').value = xml;
         HTMLFormElement.prototype.submit.call(form);
       }).catch(function (err) {
+        leaving = false;
         status.textContent = String(err.message || err);
       });
     });
