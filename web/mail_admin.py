@@ -7,6 +7,7 @@ and every form carries a CSRF token (Flask-WTF).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,11 @@ from engine.notifications.templates import (
 )
 from engine.provisioning.requests import REQUEST_TYPES
 
+from .console.base import Page, page_number
+
 bp = Blueprint("mail_admin", __name__, url_prefix="/admin/mail")
+
+OUTBOX_PAGE_SIZE = 50
 
 # Enough to catch typing mistakes; the SMTP server has the final word.
 _ADDRESS = r"^[^@\s]+@[^@\s]+$"
@@ -407,10 +412,20 @@ def outbox():
         abort(404)
     # Rendered inside the transaction: the read session expires the rows.
     with _db().read() as session:
+        counts = outbox_counts(session)
+        total = counts.get(status, 0) if status else sum(counts.values())
+        pages = max(1, math.ceil(total / OUTBOX_PAGE_SIZE))
+        number = min(page_number(), pages)
+        rows = list_outbox(
+            session,
+            status=status,
+            limit=OUTBOX_PAGE_SIZE,
+            offset=(number - 1) * OUTBOX_PAGE_SIZE,
+        )
         return render_template(
             "mail_admin/outbox.html",
-            rows=list_outbox(session, status=status, limit=200),
-            counts=outbox_counts(session),
+            page=Page(rows, number, OUTBOX_PAGE_SIZE, total),
+            counts=counts,
             status=status,
             resend_form=ResendForm(),
         )
