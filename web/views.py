@@ -123,6 +123,7 @@ def init_app(app: Flask) -> None:
     app.context_processor(_template_globals)
     app.add_template_filter(format_time, "when")
     app.add_template_filter(format_age, "age")
+    app.add_template_filter(format_waited, "waited")
     app.add_template_filter(humanize, "human")
     app.add_template_filter(local_path, "local_path")
 
@@ -186,6 +187,12 @@ def _http_error(err: HTTPException):
     description = err.description or default
     if description == type(err).description:
         description = default
+    if description == default:
+        # The title says the same; say instead what was asked for.
+        description = {
+            404: f"There is no page at {request.path}.",
+            405: f"{request.path} does not take a {request.method} request.",
+        }.get(status, description)
     if status == 429:
         description = (
             "Too many attempts from you in a short time "
@@ -263,6 +270,12 @@ def format_age(value: datetime | None) -> str:
         days = int(seconds // 86400)
         text = f"{days} day" + ("s" if days != 1 else "")
     return f"in {text}" if future else f"{text} ago"
+
+
+def format_waited(value: datetime | None) -> str:
+    """Show how long something has waited since ``value``: '5 min', '2 days'."""
+    age = format_age(value)
+    return age.removesuffix(" ago") if age.endswith(" ago") else age
 
 
 def humanize(value: str | None) -> str:

@@ -82,6 +82,11 @@ def users():
         return render_template("admin/users.html", page=page, form=form), status
 
 
+def _role_name(role: str) -> str:
+    """Name a role as the pages show it: 'request_approver' as 'request approver'."""
+    return role.replace("_", " ")
+
+
 def _attach_errors(form, err: ValidationFailed) -> None:
     """Show the engine's field errors next to the form's fields."""
     placed = False
@@ -128,6 +133,7 @@ def user_grant(username: str):
         form.domain_path.choices = _my_domains(session)
         user = directory.get_user(session, username)
         require_admin_over(user.domain.path, f"User '{username}'")
+        who = f"{user.display_name} ({username})"
     _check_admin_over(request.form.get("domain_path", ""), "grant roles")
     if not form.validate():
         flash("Choose a role and one of your security domains.", "error")
@@ -141,7 +147,9 @@ def user_grant(username: str):
             actor=actor().username,
         )
     flash(
-        f"{username} now holds {form.role.data} in {form.domain_path.data}.", "success"
+        f"{who} now holds the {_role_name(form.role.data)} role in "
+        f"{form.domain_path.data}.",
+        "success",
     )
     return redirect(url_for("admin.user_detail", username=username))
 
@@ -162,7 +170,8 @@ def user_revoke(username: str):
                 "administrator, so that a domain is never left without one."
             )
         directory.revoke_role(session, username, role, path, actor=actor().username)
-    flash(f"Revoked {role} in {path} from {username}.", "success")
+        who = f"{user.display_name} ({username})"
+    flash(f"{who} no longer holds the {_role_name(role)} role in {path}.", "success")
     return redirect(url_for("admin.user_detail", username=username))
 
 

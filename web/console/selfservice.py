@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from flask import (
@@ -253,11 +254,19 @@ def my_tokens():
     """List my tokens with what I can do with each."""
     with reading() as session:
         tokens = inventory.tokens_of(session, actor().username)
+    days = settings().expiry_replacement_days
     return render_template(
         "tokens/mine.html",
         tokens=tokens,
         action_form=ActionForm(),
         needs_enabling=_needs_enabling,
+        today=datetime.now(UTC).date(),
+        replacement_days=days,
+        replaceable_from={
+            t.serial: t.expires_on - timedelta(days=days)
+            for t in tokens
+            if t.expires_on is not None
+        },
     )
 
 
