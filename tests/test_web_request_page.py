@@ -94,7 +94,7 @@ def test_request_details_show_the_delivery_as_labelled_fields(env, username):
     details = page[page.index('id="x-title"') :]
 
     assert "{" not in details.split("</section>")[0]
-    assert "<dt>Delivery</dt>" in details
+    assert '<dt class="kv-group-title">Delivery</dt>' in details
     assert "<dt>Serial number</dt>\n  <dd>100001</dd>" in details
     assert "<dt>Carrier</dt>\n  <dd>Postal service</dd>" in details
     assert "<dt>Tracking number</dt>\n  <dd>T123</dd>" in details
@@ -201,3 +201,14 @@ def test_cancel_without_csrf_token_is_refused(env):
 
     assert response.status_code == 400
     assert "without a valid security token" in text(response)
+
+
+def test_task_page_shows_the_request_details_as_labelled_fields(env):
+    request_id = submit(env)
+    task_id = open_task_id(env.database, request_id)
+
+    page = text(client_as(env, "hbernard").get(f"/tasks/{task_id}"))
+
+    assert (
+        '<span class="multiline">Jane Doe\n12 rue de Rivoli\n75001 Paris</span>' in page
+    )

@@ -234,6 +234,7 @@ def _render_task(
             diagram_xml=view.definition.file.content.decode("utf-8", "replace"),
             action_form=ActionForm(),
             assign_form=assign_form or AssignForm(),
+            labels=requestinfo.option_labels(session, info) if info else {},
             may_assign=_may_assign(task),
             decision_field=_decision_field(fields),
         ),
