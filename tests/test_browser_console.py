@@ -316,6 +316,8 @@ NARROW_PAGES = [
     ("admin", "/admin/users"),
     ("admin", "/admin/mail/templates/rejected"),
     ("hbernard", "/inbox"),
+    ("admin", "/admin/instances"),
+    ("admin", "/admin/mail/outbox"),
 ]
 
 

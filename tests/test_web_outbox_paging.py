@@ -42,7 +42,10 @@ def admin(sqlite_database, tmp_path):
 
 
 def subjects(response) -> list[str]:
-    return re.findall(r"<td>(Message \d{3})</td>", response.get_data(as_text=True))
+    return re.findall(
+        r'<td data-label="Subject">(Message \d{3})</td>',
+        response.get_data(as_text=True),
+    )
 
 
 def test_outbox_shows_fifty_messages_a_page_newest_first(admin):
