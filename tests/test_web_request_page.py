@@ -69,7 +69,7 @@ def take_step(env, request_id, username, step, **kwargs):
         )
 
 
-def shipped(env) -> int:
+def shipped(env, carrier="postal_service") -> int:
     request_id = submit(env)
     take_step(env, request_id, "hbernard", provisioning.decide, decision="approve")
     take_step(env, request_id, "aschmidt", provisioning.decide, decision="approve")
@@ -80,7 +80,7 @@ def shipped(env) -> int:
         provisioning.distribute,
         serial_number="100001",
         shipping_address=ADDRESS,
-        carrier="postal_service",
+        carrier=carrier,
         tracking_number="T123",
     )
     return request_id
@@ -212,3 +212,13 @@ def test_task_page_shows_the_request_details_as_labelled_fields(env):
     assert (
         '<span class="multiline">Jane Doe\n12 rue de Rivoli\n75001 Paris</span>' in page
     )
+
+
+def test_shipped_token_names_its_carrier_as_the_form_listed_it(env):
+    shipped(env, carrier="dhl")
+
+    mine = text(client_as(env, "jdoe").get("/tokens"))
+    inventory_page = text(client_as(env, "pnovak").get("/admin/tokens/100001"))
+
+    assert "Sent by DHL, tracking number <strong>T123</strong>" in mine
+    assert "Shipped by DHL, tracking T123" in inventory_page

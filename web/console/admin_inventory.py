@@ -11,6 +11,7 @@ from engine.provisioning.inventory_models import TokenState
 
 from ..auth import role_required
 from ..forms import ActionForm, ImportTokensForm, ReasonForm
+from . import requestinfo
 from .admin_bp import bp
 from .base import actor, paginate, reading, settings, writing
 
@@ -100,6 +101,7 @@ def token_detail(serial: str):
             history=history,
             reason_form=ReasonForm(),
             action_form=ActionForm(),
+            carrier=requestinfo.carrier_name(session, token),
             transitions=inventory.TRANSITIONS.get(token.state, frozenset()),
         )
 

@@ -19,6 +19,7 @@ from engine.identity import Actor
 from engine.models import HumanTask
 from engine.provisioning import inventory
 from engine.provisioning import requests as provisioning
+from engine.provisioning.inventory_models import Token
 from engine.provisioning.request_models import ProvisioningRequest
 
 APPROVAL_TASKS = {"approve_request"}
@@ -61,6 +62,17 @@ def option_labels(
             if names:
                 labels.setdefault(form_field["id"], {}).update(names)
     return labels
+
+
+def carrier_name(session: Session, token: Token) -> str:
+    """Name the carrier of a shipped token as its distribution form listed it."""
+    if not token.carrier:
+        return ""
+    request = (
+        session.get(ProvisioningRequest, token.request_id) if token.request_id else None
+    )
+    names = option_labels(session, request).get("carrier", {}) if request else {}
+    return names.get(token.carrier) or token.carrier.replace("_", " ").capitalize()
 
 
 def staff_view(

@@ -254,12 +254,14 @@ def my_tokens():
     """List my tokens with what I can do with each."""
     with reading() as session:
         tokens = inventory.tokens_of(session, actor().username)
+        carriers = {t.serial: requestinfo.carrier_name(session, t) for t in tokens}
     days = settings().expiry_replacement_days
     return render_template(
         "tokens/mine.html",
         tokens=tokens,
         action_form=ActionForm(),
         needs_enabling=_needs_enabling,
+        carriers=carriers,
         today=datetime.now(UTC).date(),
         replacement_days=days,
         replaceable_from={
