@@ -32,7 +32,7 @@ from ..extensions import limiter
 from ..forms import ActionForm, CancelRequestForm, CodeForm
 from ..views import error_page, status_for
 from . import requestinfo
-from .base import actor, database, paginate, reading, settings, writing
+from .base import actor, paginate, reading, rolled_back, settings, writing
 
 logger = logging.getLogger(__name__)
 
@@ -354,15 +354,13 @@ def _link_problem(link: str) -> tuple[str, int] | None:
     The engine has no read-only check of a link, so open it in a transaction
     that is always rolled back: the link stays unspent whatever happens.
     """
-    with database().read() as session:
-        try:
+    try:
+        with rolled_back() as session:
             software.activation_details(
                 session, link, actor=actor(), settings=settings()
             )
-        except (NotFound, PermissionDenied, ConflictError) as err:
-            return str(err), status_for(err)
-        finally:
-            session.rollback()
+    except (NotFound, PermissionDenied, ConflictError) as err:
+        return str(err), status_for(err)
     return None
 
 
