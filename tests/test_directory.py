@@ -103,7 +103,7 @@ def new_user(session, **overrides):
         (
             {"password": "short"},
             "password",
-            "The password must have at least 8 characters.",
+            "The password must have at least 12 characters.",
         ),
     ],
 )
@@ -216,7 +216,7 @@ def test_set_password_replaces_the_old_one(database):
         with pytest.raises(ValidationFailed) as info:
             directory.set_password(session, "jdoe", "tiny", actor="system")
     assert info.value.field_errors == {
-        "password": "The password must have at least 8 characters."
+        "password": "The password must have at least 12 characters."
     }
 
 

@@ -26,6 +26,8 @@ from wtforms.validators import (
     Regexp,
 )
 
+from engine.provisioning.directory import MIN_PASSWORD_LENGTH
+
 
 class LoginForm(FlaskForm):
     username = StringField(
@@ -89,10 +91,6 @@ class ModelerForm(FlaskForm):
 #: the shape of a security domain path, checked before the scope so that a
 #: typing mistake is reported as one, not as a domain outside one's scope
 DOMAIN_PATH = r"^[a-z0-9][a-z0-9_-]{0,49}(/[a-z0-9][a-z0-9_-]{0,49})*$"
-
-#: passwords set in the console; longer than the engine's floor of 8 because
-#: an administrator types them for someone else
-MIN_PASSWORD_LENGTH = 12
 
 
 def _trimmed_path(value: str | None) -> str | None:

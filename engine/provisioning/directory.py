@@ -24,7 +24,7 @@ from .inventory_models import DirectoryGroup, GroupMember
 
 logger = logging.getLogger(__name__)
 
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 12
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
