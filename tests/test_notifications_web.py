@@ -7,7 +7,7 @@ import re
 import pytest
 from helpers_notifications import notification_settings, outbox
 from helpers_provisioning import make_org
-from smtp_server import smtp_servers
+from smtp_server import free_port, smtp_servers
 from sqlalchemy import select
 
 from engine.models import User
@@ -275,3 +275,55 @@ def test_outbox_shows_a_failure_with_the_answer_and_resends_it(
     )
     deliver_pending(sqlite_database, mail_settings, smtp=server.settings())
     assert ["john.doe@example.org"] in [m.rcpt_tos for m in server.messages]
+
+
+def test_send_waiting_mail_now_skips_the_backoff_after_the_server_is_back(
+    app, sqlite_database, org, mail_settings, start_smtp_server
+):
+    down = start_smtp_server().settings(port=free_port(), timeout=2.0)
+    org.new_hardware("jdoe")
+    deliver_pending(sqlite_database, mail_settings, smtp=down)
+    waiting = [m for m in outbox(sqlite_database) if m.status == "pending"]
+    assert waiting and all(m.attempts == 1 for m in waiting)
+    server = start_smtp_server()
+    assert deliver_pending(sqlite_database, mail_settings, smtp=server.settings()) == 0
+
+    admin = client_of(app, sqlite_database, "admin")
+    token = csrf_of(admin, "/admin/mail/outbox")
+    response = admin.post(
+        "/admin/mail/outbox/send-now",
+        data={"csrf_token": token},
+        follow_redirects=True,
+    )
+
+    assert (
+        f"{len(waiting)} waiting e-mail(s) brought forward; the worker sends them "
+        "on its next pass." in response.get_data(as_text=True)
+    )
+    assert deliver_pending(
+        sqlite_database, mail_settings, smtp=server.settings()
+    ) == len(waiting)
+    assert {m.status for m in outbox(sqlite_database)} == {"sent"}
+
+
+def test_send_waiting_mail_now_is_for_administrators_with_a_csrf_token(
+    app, sqlite_database, org, mail_settings, start_smtp_server
+):
+    down = start_smtp_server().settings(port=free_port(), timeout=2.0)
+    org.new_hardware("jdoe")
+    deliver_pending(sqlite_database, mail_settings, smtp=down)
+    due_before = sorted(m.next_attempt_at for m in outbox(sqlite_database))
+
+    admin = client_of(app, sqlite_database, "admin")
+    approver = client_of(app, sqlite_database, "anna")
+    page = approver.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+    assert admin.post("/admin/mail/outbox/send-now").status_code == 400
+    assert (
+        approver.post(
+            "/admin/mail/outbox/send-now", data={"csrf_token": token}
+        ).status_code
+        == 403
+    )
+    assert sorted(m.next_attempt_at for m in outbox(sqlite_database)) == due_before

@@ -47,7 +47,12 @@ from engine.mail import (
 )
 from engine.notifications import configure
 from engine.notifications.models import OutboxStatus
-from engine.notifications.outbox import list_outbox, outbox_counts, resend
+from engine.notifications.outbox import (
+    list_outbox,
+    outbox_counts,
+    resend,
+    send_waiting_now,
+)
 from engine.notifications.smtp import (
     clear_smtp_settings,
     current_smtp_settings,
@@ -428,7 +433,27 @@ def outbox():
             counts=counts,
             status=status,
             resend_form=ResendForm(),
+            send_now_form=FlaskForm(),
         )
+
+
+@bp.post("/outbox/send-now")
+@admin_required
+def send_outbox_now():
+    """Bring every waiting message forward, for the worker's next pass."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    with _db().write() as session:
+        count = send_waiting_now(session, actor=current_user.username)
+    if count:
+        flash(
+            f"{count} waiting e-mail(s) brought forward; the worker sends them on "
+            "its next pass.",
+            "success",
+        )
+    else:
+        flash("No e-mail was waiting for a later attempt.", "info")
+    return redirect(url_for(".outbox", status="pending"))
 
 
 @bp.post("/outbox/<outbox_id>/resend")

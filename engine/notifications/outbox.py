@@ -412,6 +412,35 @@ def resend(
     return message
 
 
+def send_waiting_now(session: Session, *, actor: str) -> int:
+    """Make every message that waits for its next attempt due at once.
+
+    For after the mail server is back or its settings were corrected, so that
+    nobody waits out the backoff of messages that failed meanwhile. Messages
+    being sent and failed ones are left alone (a failed one is sent again with
+    :func:`resend`). The worker sends them on its next pass.
+
+    :returns: how many messages were brought forward.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, updated_at=now)
+    )
+    count = result.rowcount
+    logger.info(
+        "%d waiting e-mail(s) made due by %s",
+        count,
+        actor,
+        extra={"actor": actor, "count": count},
+    )
+    return count
+
+
 def list_outbox(
     session: Session,
     *,
