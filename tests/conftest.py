@@ -13,8 +13,10 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from helpers_web import copy_database, make_app, template_database
 from sqlalchemy import create_engine, text
 
 from engine import migrate, product  # noqa: F401 - product registers all models
@@ -109,3 +111,13 @@ def settings(tmp_path, database) -> Settings:
         secret_key="test-secret-key",
         token_encryption_key="test-token-encryption-key",
     )
+
+
+@pytest.fixture
+def env(tmp_path, tmp_path_factory):
+    """The console on a copy of a database with the product and the demo data."""
+    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
+    yield SimpleNamespace(
+        app=make_app(database, settings), database=database, settings=settings
+    )
+    database.dispose()

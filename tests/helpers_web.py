@@ -144,3 +144,11 @@ def make_app(database: Database, settings: Settings, **config):
     return create_app(
         {"SETTINGS": settings, "DATABASE": database, "TESTING": True, **config}
     )
+
+
+def client_as(env, username: str | None = None):
+    """Return a test client of ``env``'s app, signed in as ``username`` if given."""
+    client = env.app.test_client()
+    if username:
+        sign_in(client, env.database, username)
+    return client

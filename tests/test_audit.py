@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from helpers_inventory import PASSWORD, actor, add_token, seed
-from helpers_web import copy_database, make_app, post, sign_in, template_database
+from helpers_web import (
+    client_as,
+    post,
+)
 from sqlalchemy import select
 
 from engine import api_tokens
@@ -417,20 +419,6 @@ def test_api_token_create_and_revoke_are_recorded_without_the_secret(seeded):
 
 
 # -- the console ----------------------------------------------------------------
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
-
-
-def client_as(env, username):
-    client = env.app.test_client()
-    sign_in(client, env.database, username)
-    return client
 
 
 def audit_csv(client, query: str) -> list[str]:

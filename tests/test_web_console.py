@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import io
 import re
-from types import SimpleNamespace
 
 import pytest
 from helpers_web import (
     DATA,
     PASSWORD,
-    copy_database,
+    client_as,
     csrf_token,
     make_app,
     open_task_id,
     post,
-    sign_in,
-    template_database,
 )
 from markupsafe import escape
 
@@ -37,21 +34,6 @@ HARDWARE_FORM = {
     "shipping_address": "1 Rue de la Paix, Paris",
     "justification": "New in the Paris office.",
 }
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
-
-
-def client_as(env, username=None):
-    client = env.app.test_client()
-    if username:
-        sign_in(client, env.database, username)
-    return client
 
 
 def submit(env, username="jdoe", form=None, request_type="new_token") -> int:

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
-import pytest
 from helpers_web import (
     BPMN_DIR,
-    copy_database,
     csrf_token,
-    make_app,
     sign_in,
-    template_database,
 )
 from sqlalchemy import func, select
 
 from engine.models import Deployment, ProcessDefinition
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
 
 
 def admin_client(env):

@@ -4,16 +4,12 @@ cancelling."""
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 from helpers_web import (
-    copy_database,
-    make_app,
+    client_as,
     open_task_id,
     post,
-    sign_in,
-    template_database,
 )
 
 from engine.identity import actor_for
@@ -26,20 +22,6 @@ HARDWARE_FORM = {
     "shipping_address": ADDRESS,
     "justification": "New in the Paris office.",
 }
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
-
-
-def client_as(env, username):
-    client = env.app.test_client()
-    sign_in(client, env.database, username)
-    return client
 
 
 def text(response) -> str:

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
-from helpers_web import copy_database, make_app, post, sign_in, template_database
+from helpers_web import post, sign_in
 from markupsafe import escape
 
 from engine.identity import actor_for
 from engine.provisioning import directory
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
 
 
 def admin_client(env):

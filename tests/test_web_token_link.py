@@ -6,17 +6,12 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from helpers_web import copy_database, make_app, post, sign_in, template_database
+from helpers_web import (
+    client_as,
+    post,
+)
 
 from engine.provisioning import software
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
 
 
 @pytest.fixture
@@ -33,12 +28,6 @@ def issued(env):
     path = "/activate/" + url.rsplit("/", 1)[1]
     assert post(client_as(env, "jdoe"), path).status_code == 200
     return SimpleNamespace(serial=token.serial, used_path=path)
-
-
-def client_as(env, username):
-    client = env.app.test_client()
-    sign_in(client, env.database, username)
-    return client
 
 
 def text(response) -> str:

@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
-import pytest
 from helpers_web import (
-    copy_database,
-    make_app,
+    client_as,
     open_task_id,
     post,
-    sign_in,
-    template_database,
 )
 
 from engine.identity import actor_for
 from engine.models import HumanTask
 from engine.provisioning import inventory
 from engine.provisioning import requests as provisioning
-
-
-@pytest.fixture
-def env(tmp_path, tmp_path_factory):
-    database, settings = copy_database(template_database(tmp_path_factory), tmp_path)
-    app = make_app(database, settings)
-    yield SimpleNamespace(app=app, database=database, settings=settings)
-    database.dispose()
-
-
-def client_as(env, username):
-    client = env.app.test_client()
-    sign_in(client, env.database, username)
-    return client
 
 
 def text(response) -> str:
