@@ -92,6 +92,7 @@ class ValidationFailed(ProvisioningError):
     code = "validation_failed"
 
     def __init__(self, message: str, field_errors: dict[str, str] | None = None):
+        self.message = message
         self.field_errors = field_errors or {}
         detail = "; ".join(f"{k}: {v}" for k, v in self.field_errors.items())
         super().__init__(f"{message} {detail}".strip() if detail else message)

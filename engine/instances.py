@@ -338,10 +338,7 @@ def complete_task(
     """
     task, instance, rows = _locked_task(session, task_id)
     check_may_work(session, actor, task, instance, rows)
-    values = validate_form(task.form, data or {})
-    check = _completion_checks.get((instance.process_key, task.task_spec))
-    if check is not None:
-        check(session, actor, task, instance, values)
+    values = _checked_values(session, actor, task, instance, data or {})
 
     workflow = load(session, instance)
     spiff_task = workflow.get_task_from_id(UUID(task.id))
@@ -383,6 +380,34 @@ def complete_task(
     else:
         _persist(session, instance, workflow, actor, open_rows)
     return instance
+
+
+def _checked_values(session, actor, task, instance, data) -> dict[str, Any]:
+    """Validate ``data`` by the task's form and its completion check, if any.
+
+    Both run even when the form already failed, so that one refusal lists
+    every bad field; the check's message wins, as it knows the task.
+    """
+    check = _completion_checks.get((instance.process_key, task.task_spec))
+    errors: dict[str, str] = {}
+    message = ""
+    try:
+        values = validate_form(task.form, data)
+    except ValidationFailed as failed:
+        if check is None:
+            raise
+        errors, message, values = failed.field_errors, failed.message, dict(data)
+
+    if check is not None:
+        try:
+            check(session, actor, task, instance, values)
+        except ValidationFailed as failed:
+            errors = {**errors, **failed.field_errors}
+            message = failed.message
+    if errors:
+        raise ValidationFailed(message, errors)
+
+    return values
 
 
 def save_task(

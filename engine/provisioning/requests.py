@@ -777,9 +777,9 @@ def _check_hardware_distribution(
 ) -> None:
     """Refuse a serial the distributor may not assign to this request.
 
-    :func:`distribute` checks the serial itself; this holds the same rule for
-    a completion through the generic task form, where a wrong serial would
-    otherwise fail later in the service task, with no retry that could help.
+    The engine runs this on every completion of the step, :func:`distribute`
+    and the generic task form alike; a wrong serial would otherwise fail later
+    in the service task, with no retry that could help.
     """
     request = session.scalars(
         select(ProvisioningRequest).where(
@@ -1581,32 +1581,16 @@ def distribute(
     if task.task_spec == SOFTWARE_STEP:
         data = {"delivery_method": (delivery_method or "activation_email").strip()}
     else:
-        # Lock before checking the serial: if another distributor completed
-        # this step meanwhile, say so rather than "serial not available".
-        instances.lock_task(session, task_id)
-        serial = (serial_number or "").strip()
+        # complete_task checks the serial against the inventory with the
+        # form (see _check_hardware_distribution), after taking the task's
+        # lock, so a second distributor hears who was first.
         data = {
-            "serial_number": serial,
+            "serial_number": (serial_number or "").strip(),
             "shipping_address": (shipping_address or "").strip()
             or request.details.get("shipping_address", ""),
             "carrier": (carrier or "").strip(),
             "tracking_number": (tracking_number or "").strip(),
         }
-        # Every mistake at once: the serial against the inventory, the rest
-        # against the task's form, rather than one field per submission.
-        errors = {}
-        error = _serial_error(session, actor, request, serial)
-        if error:
-            errors["serial_number"] = error
-        try:
-            instances.validate_form(task.form, data)
-        except ValidationFailed as failed:
-            errors = {**failed.field_errors, **errors}
-        if errors:
-            raise ValidationFailed(
-                "The distribution has errors; correct them and submit again.",
-                errors,
-            )
     instances.complete_task(session, task_id, actor=actor, data=data, settings=settings)
     logger.info(
         "Request %s: distribution recorded by %s",
